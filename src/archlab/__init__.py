@@ -1,0 +1,36 @@
+"""archlab: the decoder-only transformer as a design space.
+
+The public names are loaded lazily so that `import archlab` and the CLI start fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "ConfigError": "archlab.errors",
+    "CacheOverflowError": "archlab.errors",
+    "ModelConfig": "archlab.config",
+    "LayerPlan": "archlab.config",
+    "build": "archlab.model",
+    "Model": "archlab.model",
+    "generate": "archlab.generate",
+    "count_params": "archlab.analysis",
+    "flops_per_token": "archlab.analysis",
+    "cache_bytes_per_token": "archlab.analysis",
+    "cache_bytes": "archlab.analysis",
+}
+_SUBMODULES = {"presets", "analysis", "ops", "interop", "registry", "attention", "position", "cache"}
+
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"archlab.{name}")
+    raise AttributeError(f"module 'archlab' has no attribute {name!r}")
