@@ -17,7 +17,7 @@ _EXPORTS = {
     "LayerPlan": "archlab.config",
     "build": "archlab.model",
     "Model": "archlab.model",
-    "generate": "archlab.generate",
+    "generate": "archlab.generation",
     "count_params": "archlab.analysis",
     "flops_per_token": "archlab.analysis",
     "cache_bytes_per_token": "archlab.analysis",

@@ -1,0 +1,53 @@
+"""Softmax-attention config: MHA, GQA and MQA are one component (``kv_heads``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from archlab.configbase import Config
+from archlab.errors import check
+
+Backend = Literal["auto", "eager", "sdpa"]
+
+
+@dataclass(frozen=True)
+class AttentionConfig(Config):
+    _section = "attention"
+    kind: Literal["softmax"] = "softmax"  # the attention family (registered in attention.ATTENTION)
+    heads: int = 8  # query heads
+    kv_heads: int | None = None  # key/value heads: None = heads (MHA), 1 = MQA, between = GQA
+    head_dim: int | None = None  # per-head width; None = d_model // heads
+    qkv_bias: bool = False  # biases on the q/k/v projections (GPT-2, Qwen2)
+    out_bias: bool = False  # bias on the output projection (GPT-2)
+    qk_norm: Literal["none", "head", "full"] = "none"  # RMSNorm on q and k: per head (Qwen3) or whole projection (OLMo-2)
+    softcap: float | None = None  # logits -> cap * tanh(logits / cap) (Gemma-2)
+    scale: float | None = None  # logit scale; None = 1/sqrt(head_dim)
+    window: int | None = None  # sliding window: each query sees the last `window` keys (itself included)
+    backend: Backend = "auto"  # eager reference, PyTorch SDPA, or auto (logs its pick once)
+
+    def __post_init__(self) -> None:
+        check(self.heads > 0, "attention.heads", f"must be a positive integer, got {self.heads}")
+        check(self.kv_heads is None or self.kv_heads > 0, "attention.kv_heads", f"must be a positive integer or null, got {self.kv_heads}")
+        if self.kv_heads is not None:
+            check(
+                self.heads % self.kv_heads == 0,
+                "attention.kv_heads",
+                f"heads ({self.heads}) must be divisible by kv_heads ({self.kv_heads}); "
+                f"accepted: {', '.join(str(d) for d in range(1, self.heads + 1) if self.heads % d == 0)}",
+            )
+        check(self.head_dim is None or self.head_dim > 0, "attention.head_dim", f"must be a positive integer or null, got {self.head_dim}")
+        check(self.softcap is None or self.softcap > 0, "attention.softcap", f"must be > 0 or null, got {self.softcap}")
+        check(self.scale is None or self.scale > 0, "attention.scale", f"must be > 0 or null, got {self.scale}")
+        check(self.window is None or self.window > 0, "attention.window", f"must be a positive integer or null, got {self.window}")
+        check(
+            not (self.backend == "sdpa" and self.softcap is not None),
+            "attention.backend",
+            "sdpa cannot apply logit soft-capping; use backend=eager or auto",
+        )
+
+    @property
+    def n_kv(self) -> int:
+        return self.kv_heads or self.heads
+
+    def dim(self, d_model: int) -> int:
+        return self.head_dim or d_model // self.heads

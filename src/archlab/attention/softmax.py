@@ -1,0 +1,101 @@
+"""Softmax attention (Vaswani et al. 2017) with grouped key/value heads (Ainslie et al. 2023).
+
+MHA (kv_heads = heads), GQA (1 < kv_heads < heads) and MQA (kv_heads = 1) are one module.
+Shapes: B batch, T new tokens, S keys, C model width, H query heads, Hkv kv heads, D head dim.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from archlab.attention.backends import BACKENDS, pick_backend
+from archlab.attention.registry import ATTENTION
+from archlab.cache.kv import KVCache
+from archlab.norm import rms_norm
+
+if TYPE_CHECKING:
+    from archlab.config import ModelConfig
+    from archlab.position.base import PositionEncoding
+
+
+def window_context(seq_len: int, window: int | None) -> float:
+    """Mean number of keys a query attends to over a causal sequence of seq_len tokens."""
+    if window is None or window >= seq_len:
+        return (seq_len + 1) / 2
+    # positions 1..W see t keys, the remaining T - W see W keys
+    return (window * (window + 1) / 2 + (seq_len - window) * window) / seq_len
+
+
+@ATTENTION.register("softmax")
+class SoftmaxAttention(nn.Module):
+    def __init__(self, cfg: "ModelConfig", layer_idx: int, position: "PositionEncoding"):
+        super().__init__()
+        a = cfg.attention
+        C, H, Hkv, D = cfg.d_model, a.heads, a.n_kv, a.dim(cfg.d_model)
+        self.cfg, self.layer_idx, self.position = a, layer_idx, position
+        self.H, self.Hkv, self.D = H, Hkv, D
+        self.scale = a.scale if a.scale is not None else D**-0.5
+        self.q_proj = nn.Linear(C, H * D, bias=a.qkv_bias)
+        self.k_proj = nn.Linear(C, Hkv * D, bias=a.qkv_bias)
+        self.v_proj = nn.Linear(C, Hkv * D, bias=a.qkv_bias)
+        self.o_proj = nn.Linear(H * D, C, bias=a.out_bias)
+        self.norm_eps = cfg.norm.eps
+        if a.qk_norm == "head":
+            self.q_norm = nn.Parameter(torch.ones(D))
+            self.k_norm = nn.Parameter(torch.ones(D))
+        elif a.qk_norm == "full":
+            self.q_norm = nn.Parameter(torch.ones(H * D))
+            self.k_norm = nn.Parameter(torch.ones(Hkv * D))
+        else:
+            self.q_norm = self.k_norm = None
+
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.cfg.qk_norm == "full":
+            q, k = rms_norm(q, self.q_norm, self.norm_eps), rms_norm(k, self.k_norm, self.norm_eps)
+        q = q.view(B, T, self.H, self.D).transpose(1, 2)  # [B, H, T, D]
+        k = k.view(B, T, self.Hkv, self.D).transpose(1, 2)  # [B, Hkv, T, D]
+        v = v.view(B, T, self.Hkv, self.D).transpose(1, 2)  # [B, Hkv, T, D]
+        if self.cfg.qk_norm == "head":
+            q, k = rms_norm(q, self.q_norm, self.norm_eps), rms_norm(k, self.k_norm, self.norm_eps)
+        q, k = self.position.rotate(q, k, positions)
+        if cache is not None:
+            k, v, k_pos = cache.update(k, v)
+        else:
+            k_pos = positions
+        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, device=x.device)
+        o = BACKENDS.get(backend)(
+            q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale,
+            bias=self.position.bias(positions, k_pos), window=self.cfg.window, softcap=self.cfg.softcap,
+        )
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
+
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> KVCache:
+        return KVCache(batch_size, self.Hkv, max_len, self.D, dtype=dtype, device=device)
+
+    # -- analytic accounting (no weights allocated) --
+    @staticmethod
+    def params(cfg: "ModelConfig") -> int:
+        a, C = cfg.attention, cfg.d_model
+        H, Hkv, D = a.heads, a.n_kv, a.dim(C)
+        n = C * (H + 2 * Hkv) * D + H * D * C
+        n += (H + 2 * Hkv) * D if a.qkv_bias else 0
+        n += C if a.out_bias else 0
+        n += {"none": 0, "head": 2 * D, "full": (H + Hkv) * D}[a.qk_norm]
+        return n
+
+    @staticmethod
+    def flops_per_token(cfg: "ModelConfig", seq_len: int) -> float:
+        a, C = cfg.attention, cfg.d_model
+        H, Hkv, D = a.heads, a.n_kv, a.dim(C)
+        proj = 2.0 * (C * (H + 2 * Hkv) * D + H * D * C)
+        # QK^T and PV: 2 * 2 * H * D per visible key
+        return proj + 4.0 * H * D * window_context(seq_len, a.window)
+
+    @staticmethod
+    def cache_bytes(cfg: "ModelConfig", seq_len: int, batch_size: int, elem: int) -> int:
+        a = cfg.attention
+        return KVCache.bytes_for(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), None, elem)

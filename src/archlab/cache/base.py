@@ -1,0 +1,59 @@
+"""The model-level cache: one typed per-layer cache per block, and the shared token count.
+
+Per-layer caches implement :class:`LayerCache`; mixers update them in place during forward.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+
+from archlab.errors import CacheOverflowError
+
+
+class LayerCache(Protocol):
+    def nbytes(self) -> int: ...
+
+    def reset(self) -> None: ...
+
+
+def tensor_bytes(*tensors: torch.Tensor | None) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+class ModelCache:
+    """What ``model.new_cache`` returns: per-layer caches plus the number of tokens seen."""
+
+    def __init__(self, layers: Sequence[LayerCache | None], *, batch_size: int, max_len: int):
+        self.layers = list(layers)
+        self.batch_size = batch_size
+        self.max_len = max_len
+        self.length = 0  # tokens already processed; new tokens get positions length, length+1, ...
+
+    def positions(self, batch_size: int, n_new: int, device: torch.device) -> torch.Tensor:
+        """Absolute positions [B, T] of the next n_new tokens; checks room and batch size."""
+        if batch_size != self.batch_size:
+            raise ValueError(f"input_ids: batch size {batch_size} does not match the cache's batch_size {self.batch_size}")
+        if self.length + n_new > self.max_len:
+            raise CacheOverflowError(
+                f"cache: {self.length} cached + {n_new} new tokens exceed max_len={self.max_len}; "
+                f"create the cache with model.new_cache(batch_size, max_len >= {self.length + n_new})"
+            )
+        pos = torch.arange(self.length, self.length + n_new, device=device)
+        return pos.expand(batch_size, n_new)
+
+    def advance(self, n_new: int) -> None:
+        self.length += n_new
+
+    def nbytes(self) -> int:
+        """Bytes of all tensors the per-layer caches hold."""
+        return sum(c.nbytes() for c in self.layers if c is not None)
+
+    def reset(self) -> None:
+        for c in self.layers:
+            if c is not None:
+                c.reset()
+        self.length = 0
+
+    def __len__(self) -> int:
+        return self.length

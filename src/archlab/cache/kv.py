@@ -1,0 +1,36 @@
+"""Full key/value cache: preallocated [B, Hkv, max_len, D] tensors, filled left to right.
+
+Shapes: B batch, Hkv key/value heads, L max_len, T new tokens, D head dim.
+"""
+from __future__ import annotations
+
+import torch
+
+from archlab.cache.base import tensor_bytes
+
+
+class KVCache:
+    def __init__(self, batch_size: int, kv_heads: int, max_len: int, head_dim: int, v_dim: int | None = None, *,
+                 dtype: torch.dtype, device: torch.device | str | None = None):
+        self.k = torch.zeros(batch_size, kv_heads, max_len, head_dim, dtype=dtype, device=device)
+        self.v = torch.zeros(batch_size, kv_heads, max_len, v_dim or head_dim, dtype=dtype, device=device)
+        self.length = 0
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Append k/v [B, Hkv, T, D]; return all cached k, v [B, Hkv, S, D] and their positions [B, S]."""
+        start, end = self.length, self.length + k.shape[2]
+        self.k[:, :, start:end] = k.to(self.k.dtype)
+        self.v[:, :, start:end] = v.to(self.v.dtype)
+        self.length = end
+        k_pos = torch.arange(end, device=k.device).expand(k.shape[0], end)
+        return self.k[:, :, :end], self.v[:, :, :end], k_pos
+
+    def nbytes(self) -> int:
+        return tensor_bytes(self.k, self.v)
+
+    def reset(self) -> None:
+        self.length = 0
+
+    @staticmethod
+    def bytes_for(batch_size: int, kv_heads: int, max_len: int, head_dim: int, v_dim: int | None, elem: int) -> int:
+        return batch_size * kv_heads * max_len * (head_dim + (v_dim or head_dim)) * elem

@@ -1,0 +1,154 @@
+"""The root ModelConfig: composes the per-axis configs and the layer plan.
+
+Per-layer variation comes from the layer plan: a pattern of letters (cycled to n_layers)
+or an explicit list of layer specs. A letter names the mixer and FFN slots of a layer and
+may carry dotted overrides of the model config for that layer alone, e.g. Gemma-2's local
+layers: ``{"S": {"mixer": "attention", "set": {"attention.window": 4096}}}``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from archlab.attention.config import AttentionConfig
+from archlab.configbase import Config
+from archlab.errors import ConfigError, check
+from archlab.ffn import FFNConfig
+from archlab.norm import NormConfig
+from archlab.position.config import PositionConfig
+
+# Sections a layer may override; the rest (sizes, vocabulary, plan) are whole-model.
+LAYER_SECTIONS = ("attention", "position", "ffn", "norm")
+
+
+@dataclass(frozen=True)
+class LayerSpec(Config):
+    mixer: str = "attention"  # which token mixer fills the layer (a name in slots.MIXERS)
+    ffn: str = "dense"  # which FFN fills the layer (a name in slots.FFNS; "none" = mixer only)
+    set: Mapping[str, Any] = field(default_factory=dict)  # dotted overrides of the model config for this layer
+
+    def __post_init__(self) -> None:
+        from archlab.slots import FFNS, MIXERS
+
+        check(self.mixer in MIXERS, "mixer", f"unknown mixer {self.mixer!r}; accepted: {', '.join(MIXERS.names())}")
+        check(self.ffn in FFNS, "ffn", f"unknown ffn {self.ffn!r}; accepted: {', '.join(FFNS.names())}")
+        for key in self.set:
+            check(
+                key.split(".")[0] in LAYER_SECTIONS and "." in key,
+                f"set.{key}",
+                f"a layer may override fields of {', '.join(LAYER_SECTIONS)} (e.g. attention.window)",
+            )
+
+
+# Built-in letters; a plan's `letters` adds to or replaces these.
+BUILTIN_LETTERS: dict[str, LayerSpec] = {
+    "A": LayerSpec(mixer="attention", ffn="dense"),
+}
+
+
+@dataclass(frozen=True)
+class LayerPlan(Config):
+    _section = "plan"
+    pattern: str = "A"  # one letter per layer, cycled to n_layers ("MMMA": three M layers, then A)
+    letters: Mapping[str, LayerSpec] = field(default_factory=dict)  # letter meanings beyond BUILTIN_LETTERS
+    layers: tuple[LayerSpec, ...] | None = None  # explicit per-layer specs; overrides pattern
+
+    def __post_init__(self) -> None:
+        check(len(self.pattern) > 0, "plan.pattern", "must hold at least one letter")
+        table = self.table()
+        for ch in self.pattern:
+            check(ch in table, "plan.pattern", f"letter {ch!r} has no meaning; known letters: {', '.join(sorted(table))} (add it under plan.letters)")
+        check(self.layers is None or len(self.layers) > 0, "plan.layers", "must list at least one layer or be null")
+
+    def table(self) -> dict[str, LayerSpec]:
+        return {**BUILTIN_LETTERS, **dict(self.letters)}
+
+    def specs(self, n_layers: int) -> tuple[LayerSpec, ...]:
+        if self.layers is not None:
+            check(len(self.layers) == n_layers, "plan.layers", f"lists {len(self.layers)} layers but n_layers is {n_layers}")
+            return tuple(self.layers)
+        p = self.pattern
+        check(
+            n_layers % len(p) == 0,
+            "plan.pattern",
+            f"{p!r} has {len(p)} letters, which does not divide n_layers={n_layers}; use a pattern whose length divides it",
+        )
+        table = self.table()
+        return tuple(table[p[i % len(p)]] for i in range(n_layers))
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    vocab_size: int = 256  # tokens the embedding and head cover
+    d_model: int = 256  # residual stream width
+    n_layers: int = 4  # number of blocks
+    attention: AttentionConfig = field(default_factory=AttentionConfig)  # softmax-attention settings
+    position: PositionConfig = field(default_factory=PositionConfig)  # how order enters
+    ffn: FFNConfig = field(default_factory=FFNConfig)  # dense MLP settings
+    norm: NormConfig = field(default_factory=NormConfig)  # norm kind and placement
+    plan: LayerPlan = field(default_factory=LayerPlan)  # which mixer/FFN each layer has
+    tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
+    embed_scale: float | None = None  # multiply token embeddings (Gemma: sqrt(d_model))
+    logit_softcap: float | None = None  # final logits -> cap * tanh(logits / cap) (Gemma-2)
+    init_std: float = 0.02  # std of the normal init of weights
+    name: str | None = None  # label only (preset name); never changes behaviour
+
+    def __post_init__(self) -> None:
+        check(self.vocab_size > 0, "vocab_size", f"must be a positive integer, got {self.vocab_size}")
+        check(self.d_model > 0, "d_model", f"must be a positive integer, got {self.d_model}")
+        check(self.n_layers > 0, "n_layers", f"must be a positive integer, got {self.n_layers}")
+        check(self.init_std > 0, "init_std", f"must be > 0, got {self.init_std}")
+        check(self.embed_scale is None or self.embed_scale > 0, "embed_scale", "must be > 0 or null")
+        check(self.logit_softcap is None or self.logit_softcap > 0, "logit_softcap", "must be > 0 or null")
+        self.plan.specs(self.n_layers)  # pattern length vs n_layers
+        for i in range(self.n_layers):
+            _check_layer(self.layer_config(i), i)
+
+    # -- the per-layer view --
+    def layer_spec(self, i: int) -> LayerSpec:
+        return self.plan.specs(self.n_layers)[i]
+
+    def layer_config(self, i: int) -> "ModelConfig":
+        """The config seen by layer i: the root with that layer's overrides applied."""
+        spec = self.layer_spec(i)
+        if not spec.set:
+            return self
+        key = tuple(sorted((k, repr(v)) for k, v in spec.set.items()))
+        cache = self.__dict__.setdefault("_layer_cfgs", {})
+        if key not in cache:
+            try:
+                sections = {s: getattr(self, s) for s in LAYER_SECTIONS}
+                tmp = _Sections(**sections).replace(**dict(spec.set))
+            except ConfigError as e:
+                raise ConfigError(f"plan layer {i}: {e}") from None
+            cache[key] = dataclasses.replace(self, plan=LayerPlan(), n_layers=1, **{s: getattr(tmp, s) for s in LAYER_SECTIONS})
+        return cache[key]
+
+
+@dataclass(frozen=True)
+class _Sections(Config):
+    """Only the overridable sections, so a layer's overrides validate without the whole model."""
+
+    attention: AttentionConfig
+    position: PositionConfig
+    ffn: FFNConfig
+    norm: NormConfig
+
+
+def _check_layer(cfg: ModelConfig, i: int) -> None:
+    """Cross-field checks that need d_model and the attention shape together."""
+    a = cfg.attention
+    where = f" (layer {i})" if i else ""
+    if a.head_dim is None:
+        check(
+            cfg.d_model % a.heads == 0,
+            "attention.head_dim",
+            f"d_model ({cfg.d_model}) is not divisible by attention.heads ({a.heads}){where}; set attention.head_dim explicitly",
+        )
+    d = a.dim(cfg.d_model)
+    if cfg.position.kind == "rope":
+        rot = int(d * cfg.position.rotary_fraction)
+        check(rot >= 2, "position.rotary_fraction", f"leaves {rot} rotary dims of head_dim {d}{where}; need at least 2")
+    if cfg.position.max_positions is None and cfg.position.kind == "learned":
+        raise ConfigError(f"position.max_positions: learned positions need a table size{where}")

@@ -1,0 +1,200 @@
+"""embedding -> blocks -> final norm -> head, with one generic Block.
+
+Shapes: B batch, T tokens, C model width, V vocabulary.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from archlab.cache.base import ModelCache
+from archlab.config import ModelConfig
+from archlab.norm import build_norm
+from archlab.position import build_position
+from archlab.position.base import PositionEncoding
+from archlab.slots import FFNS, MIXERS
+
+
+class Block(nn.Module):
+    """A token mixer and an FFN, each in a residual branch; norm placement from the config."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int, position: PositionEncoding):
+        super().__init__()
+        spec = cfg.layer_spec(layer_idx)
+        lcfg = cfg.layer_config(layer_idx)
+        self.layer_idx = layer_idx
+        self.placement = lcfg.norm.placement
+        self.mixer = MIXERS.get(spec.mixer)(lcfg).build(lcfg, layer_idx, position)
+        self.ffn = FFNS.get(spec.ffn)(lcfg).build(lcfg, layer_idx, position)
+        C, n = lcfg.d_model, lcfg.norm
+        self.mixer_norm = build_norm(C, n)
+        two = self.ffn is not None and self.placement != "parallel_shared"
+        self.ffn_norm = build_norm(C, n) if two else None
+        sandwich = self.placement == "sandwich"
+        self.mixer_out_norm = build_norm(C, n) if sandwich else None
+        self.ffn_out_norm = build_norm(C, n) if sandwich and self.ffn is not None else None
+
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache=None) -> torch.Tensor:
+        p = self.placement
+        mix = lambda h: self.mixer(h, positions=positions, cache=cache)  # noqa: E731
+        if p == "pre":
+            x = x + mix(self.mixer_norm(x))
+            return x + self.ffn(self.ffn_norm(x)) if self.ffn is not None else x
+        if p == "post":
+            x = self.mixer_norm(x + mix(x))
+            return self.ffn_norm(x + self.ffn(x)) if self.ffn is not None else x
+        if p == "output":
+            x = x + self.mixer_norm(mix(x))
+            return x + self.ffn_norm(self.ffn(x)) if self.ffn is not None else x
+        if p == "sandwich":
+            x = x + self.mixer_out_norm(mix(self.mixer_norm(x)))
+            return x + self.ffn_out_norm(self.ffn(self.ffn_norm(x))) if self.ffn is not None else x
+        h = self.mixer_norm(x)
+        if self.ffn is None:
+            return x + mix(h)
+        h_ffn = h if p == "parallel_shared" else self.ffn_norm(x)
+        return x + mix(h) + self.ffn(h_ffn)
+
+
+def block_norm_count(cfg: ModelConfig, layer_idx: int) -> int:
+    """Norm modules a Block builds for this layer (mirrors Block.__init__)."""
+    has_ffn = cfg.layer_spec(layer_idx).ffn != "none"
+    p = cfg.layer_config(layer_idx).norm.placement
+    n = 1 + (1 if has_ffn and p != "parallel_shared" else 0)
+    if p == "sandwich":
+        n += 1 + (1 if has_ffn else 0)
+    return n
+
+
+def position_key(cfg: ModelConfig, layer_idx: int) -> str | None:
+    """Layers with the same key share one position module; None = the layer gets its own."""
+    from archlab.position.base import POSITION
+
+    lcfg = cfg.layer_config(layer_idx)
+    if not POSITION.get(lcfg.position.kind).is_shared(lcfg.position):
+        return None
+    a = lcfg.attention
+    return lcfg.position.to_json(indent=None) + f"|{a.heads}|{a.dim(lcfg.d_model)}"
+
+
+class Model(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        C, V = cfg.d_model, cfg.vocab_size
+        self.embed = nn.Embedding(V, C)
+        self.embed_norm = build_norm(C, cfg.norm) if cfg.norm.embedding_norm else None
+        self.positions = nn.ModuleDict()  # distinct position modules, shared by the layers that agree
+        layer_pos: list[PositionEncoding] = []
+        for i in range(cfg.n_layers):
+            key = position_key(cfg, i)
+            name = f"p{len(self.positions)}"
+            if key is not None:
+                found = next((n for n, m in self.positions.items() if getattr(m, "_key", None) == key), None)
+                if found is not None:
+                    layer_pos.append(self.positions[found])
+                    continue
+            lcfg = cfg.layer_config(i)
+            pos = build_position(lcfg.position, n_heads=lcfg.attention.heads, head_dim=lcfg.attention.dim(C), d_model=C)
+            pos._key = key
+            self.positions[name] = pos
+            layer_pos.append(pos)
+        # the root encoding adds to embeddings (absolute schools); layer 0's module when configs agree
+        self.input_position = layer_pos[0] if cfg.layer_config(0).position == cfg.position else build_position(
+            cfg.position, n_heads=cfg.attention.heads, head_dim=cfg.attention.dim(C), d_model=C)
+        self.blocks = nn.ModuleList(Block(cfg, i, layer_pos[i]) for i in range(cfg.n_layers))
+        self.final_norm = build_norm(C, cfg.norm) if cfg.norm.final_norm else None
+        self.head = None if cfg.tie_embeddings else nn.Linear(C, V, bias=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) weights, zero biases; residual output projections scaled by
+        1/sqrt(2 * n_layers) (GPT-2) so the residual stream's variance does not grow with depth."""
+        std = self.cfg.init_std
+        for name, m in self.named_modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                s = std / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("o_proj", "down", "out_proj")) else std
+                nn.init.normal_(m.weight, 0.0, s)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+            elif hasattr(m, "reset_parameters") and m is not self and not list(m.children()):
+                m.reset_parameters()
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        return self.embed.weight if self.head is None else self.head.weight
+
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device=None) -> ModelCache:
+        """Preallocated per-layer caches for up to max_len tokens per sequence."""
+        if batch_size <= 0 or max_len <= 0:
+            raise ValueError(f"new_cache: batch_size and max_len must be positive, got {batch_size}, {max_len}")
+        ref = self.embed.weight
+        dtype = dtype or ref.dtype
+        device = device or ref.device
+        layers = [b.mixer.new_cache(batch_size, max_len, dtype, device) for b in self.blocks]
+        return ModelCache(layers, batch_size=batch_size, max_len=max_len)
+
+    def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None, *, return_hidden: bool = False) -> torch.Tensor:
+        """[B, T] int64 token ids -> [B, T, V] logits (or [B, T, C] hidden states)."""
+        self._check_ids(input_ids)
+        B, T = input_ids.shape
+        if cache is not None:
+            positions = cache.positions(B, T, input_ids.device)
+        else:
+            positions = torch.arange(T, device=input_ids.device).expand(B, T)
+        self.input_position.check_positions(positions)
+        x = self.embed(input_ids)
+        if self.cfg.embed_scale is not None:
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
+        pe = self.input_position.embed(positions)
+        if pe is not None:
+            x = x + pe.to(x.dtype)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None)
+        if cache is not None:
+            cache.advance(T)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if return_hidden:
+            return x
+        logits = nn.functional.linear(x, self.lm_head_weight)
+        if self.cfg.logit_softcap is not None:
+            c = self.cfg.logit_softcap
+            logits = c * torch.tanh(logits / c)
+        return logits
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):
+            shape = tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__
+            raise ValueError(f"input_ids: expected an int64 tensor of shape [batch, time], got {shape}"
+                             f"{' ' + str(ids.dtype) if isinstance(ids, torch.Tensor) else ''}")
+        if ids.shape[1] == 0:
+            raise ValueError("input_ids: the time dimension is empty")
+        if not torch.compiler.is_compiling():
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= self.cfg.vocab_size:
+                raise ValueError(f"input_ids: token ids must lie in [0, {self.cfg.vocab_size}), got min {lo} max {hi}")
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build(cfg: ModelConfig, *, device=None, dtype: torch.dtype | None = None) -> Model:
+    """Build the model a config describes (float32 on the CPU unless told otherwise)."""
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"build: expected an archlab.ModelConfig, got {type(cfg).__name__}")
+    if device is not None and torch.device(device).type == "meta":
+        with torch.device("meta"):
+            model = Model(cfg)
+    else:
+        model = Model(cfg)
+        if device is not None:
+            model = model.to(device)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model

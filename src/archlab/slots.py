@@ -1,0 +1,67 @@
+"""What can fill a block's two slots: the token mixer and the FFN.
+
+A layer plan names a mixer (``attention``, later ``linear``, ``ssm``) and an FFN
+(``dense``, ``none``, later ``moe``) per layer. Each name maps to a :class:`Slot`: how to
+build the module and how to count it from the config alone (parameters, FLOPs, cache).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from torch import nn
+
+from archlab.registry import Registry
+
+if TYPE_CHECKING:
+    from archlab.config import ModelConfig
+    from archlab.position.base import PositionEncoding
+
+
+@dataclass(frozen=True)
+class Slot:
+    build: Callable[["ModelConfig", int, "PositionEncoding"], nn.Module]
+    params: Callable[["ModelConfig"], int]  # parameters of the module
+    flops_per_token: Callable[["ModelConfig", int], float]  # forward matmul FLOPs per token at seq_len
+    active_params: Callable[["ModelConfig"], int] | None = None  # per token, when not all are used (MoE)
+    cache_bytes: Callable[["ModelConfig", int, int, int], int] | None = None  # (cfg, seq_len, batch, elem)
+
+    def active(self, cfg: "ModelConfig") -> int:
+        return (self.active_params or self.params)(cfg)
+
+
+MIXERS: Registry[Callable[["ModelConfig"], Slot]] = Registry("plan mixer")
+FFNS: Registry[Callable[["ModelConfig"], Slot]] = Registry("plan ffn")
+
+
+def _class_slot(cls) -> Slot:
+    return Slot(
+        build=lambda cfg, i, pos: cls(cfg, i, pos),
+        params=cls.params,
+        flops_per_token=cls.flops_per_token,
+        cache_bytes=cls.cache_bytes,
+    )
+
+
+@MIXERS.register("attention")
+def _attention(cfg: "ModelConfig") -> Slot:
+    from archlab.attention import ATTENTION
+
+    return _class_slot(ATTENTION.get(cfg.attention.kind))
+
+
+@FFNS.register("dense")
+def _dense(cfg: "ModelConfig") -> Slot:
+    from archlab.ffn import FFN
+
+    cls = FFN.get(cfg.ffn.kind)
+    return Slot(
+        build=lambda c, i, pos: cls(c.ffn, c.d_model, i),
+        params=lambda c: cls.params(c.ffn, c.d_model),
+        flops_per_token=lambda c, seq_len: cls.flops_per_token(c.ffn, c.d_model),
+    )
+
+
+@FFNS.register("none")
+def _none(cfg: "ModelConfig") -> Slot:
+    return Slot(build=lambda c, i, pos: None, params=lambda c: 0, flops_per_token=lambda c, s: 0.0)
