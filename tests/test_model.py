@@ -4,6 +4,7 @@ import torch
 import archlab
 from archlab import CacheOverflowError, ModelConfig
 from archlab.attention import AttentionConfig, eager_attention, sdpa_attention
+from archlab.attention.masks import MaskSpec
 from archlab.config import LayerPlan, LayerSpec
 from archlab.ffn import FFNConfig
 from archlab.norm import NormConfig
@@ -28,6 +29,8 @@ MATRIX = {
     "softcap": {"attention.softcap": 5.0, "logit_softcap": 3.0},
     "scale": {"attention.scale": 0.3},
     "window": {"attention.window": 3},
+    "window_sinks": {"attention.window": 3, "attention.sinks": 2},
+    "block_sparse": {"attention.sparse_block": 3, "attention.global_tokens": 2},
     "eager": {"attention.backend": "eager"},
     "nope": {"position.kind": "none"},
     "rope_interleaved": {"position.interleaved": True},
@@ -102,6 +105,7 @@ def test_bad_input_ids(bad, match):
 
 @pytest.mark.parametrize("over", [
     {}, {"attention.window": 3}, {"attention.kv_heads": 1}, {"position.kind": "none"},
+    {"attention.window": 3, "attention.sinks": 2}, {"attention.sparse_block": 2, "attention.global_tokens": 1},
 ])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sdpa_equals_eager_reference_outputs_and_grads(over, dtype):
@@ -112,7 +116,7 @@ def test_sdpa_equals_eager_reference_outputs_and_grads(over, dtype):
     v = torch.randn(B, Hkv, T, D, dtype=dtype, requires_grad=True)
     pos = torch.arange(T).expand(B, T)
     bias = None if "position.kind" not in over else torch.randn(1, H, T, T, dtype=dtype)
-    kw = dict(q_pos=pos, k_pos=pos, scale=D**-0.5, bias=bias, window=cfg.attention.window)
+    kw = dict(q_pos=pos, k_pos=pos, scale=D**-0.5, bias=bias, mask=cfg.attention.mask)
     ref = eager_attention(q, k, v, **kw)
     g = torch.randn_like(ref)
     gr = torch.autograd.grad(ref, (q, k, v), g)

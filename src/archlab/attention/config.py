@@ -7,7 +7,7 @@ from typing import Literal
 from archlab.configbase import Config
 from archlab.errors import check
 
-Backend = Literal["auto", "eager", "sdpa"]
+Backend = Literal["auto", "eager", "sdpa", "flex"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class AttentionConfig(Config):
     softcap: float | None = None  # logits -> cap * tanh(logits / cap) (Gemma-2)
     scale: float | None = None  # logit scale; None = 1/sqrt(head_dim)
     window: int | None = None  # sliding window: each query sees the last `window` keys (itself included)
-    backend: Backend = "auto"  # eager reference, PyTorch SDPA, or auto (logs its pick once)
+    sinks: int = 0  # with a window: the first `sinks` tokens stay visible forever (StreamingLLM)
+    sparse_block: int | None = None  # block-sparse: a query sees its own and the previous block of keys (Longformer/BigBird local)
+    global_tokens: int = 0  # with sparse_block: the first tokens every query sees (BigBird/Longformer global)
+    backend: Backend = "auto"  # eager reference, PyTorch SDPA, flex_attention (CUDA), or auto (logs its pick once)
 
     def __post_init__(self) -> None:
         check(self.heads > 0, "attention.heads", f"must be a positive integer, got {self.heads}")
@@ -39,11 +42,27 @@ class AttentionConfig(Config):
         check(self.softcap is None or self.softcap > 0, "attention.softcap", f"must be > 0 or null, got {self.softcap}")
         check(self.scale is None or self.scale > 0, "attention.scale", f"must be > 0 or null, got {self.scale}")
         check(self.window is None or self.window > 0, "attention.window", f"must be a positive integer or null, got {self.window}")
+        check(self.sinks >= 0, "attention.sinks", f"must be >= 0, got {self.sinks}")
+        check(self.sinks == 0 or self.window is not None, "attention.sinks", "sink tokens only make sense with a window; set attention.window")
+        check(self.sparse_block is None or self.sparse_block > 0, "attention.sparse_block", "must be a positive integer or null")
+        check(self.global_tokens >= 0, "attention.global_tokens", f"must be >= 0, got {self.global_tokens}")
+        check(self.global_tokens == 0 or self.sparse_block is not None, "attention.global_tokens", "global tokens belong to a block-sparse pattern; set attention.sparse_block")
+        check(
+            not (self.window is not None and self.sparse_block is not None),
+            "attention.sparse_block",
+            "choose one pattern: a sliding window or block-sparse attention, not both",
+        )
         check(
             not (self.backend == "sdpa" and self.softcap is not None),
             "attention.backend",
             "sdpa cannot apply logit soft-capping; use backend=eager or auto",
         )
+
+    @property
+    def mask(self) -> "MaskSpec":
+        from archlab.attention.masks import MaskSpec
+
+        return MaskSpec(window=self.window, sinks=self.sinks, block=self.sparse_block, global_tokens=self.global_tokens)
 
     @property
     def n_kv(self) -> int:

@@ -13,19 +13,12 @@ from torch import nn
 from archlab.attention.backends import BACKENDS, pick_backend
 from archlab.attention.registry import ATTENTION
 from archlab.cache.kv import KVCache
+from archlab.cache.sliding import SlidingKVCache
 from archlab.norm import rms_norm
 
 if TYPE_CHECKING:
     from archlab.config import ModelConfig
     from archlab.position.base import PositionEncoding
-
-
-def window_context(seq_len: int, window: int | None) -> float:
-    """Mean number of keys a query attends to over a causal sequence of seq_len tokens."""
-    if window is None or window >= seq_len:
-        return (seq_len + 1) / 2
-    # positions 1..W see t keys, the remaining T - W see W keys
-    return (window * (window + 1) / 2 + (seq_len - window) * window) / seq_len
 
 
 @ATTENTION.register("softmax")
@@ -37,6 +30,7 @@ class SoftmaxAttention(nn.Module):
         self.cfg, self.layer_idx, self.position = a, layer_idx, position
         self.H, self.Hkv, self.D = H, Hkv, D
         self.scale = a.scale if a.scale is not None else D**-0.5
+        self.mask = a.mask
         self.q_proj = nn.Linear(C, H * D, bias=a.qkv_bias)
         self.k_proj = nn.Linear(C, Hkv * D, bias=a.qkv_bias)
         self.v_proj = nn.Linear(C, Hkv * D, bias=a.qkv_bias)
@@ -51,7 +45,7 @@ class SoftmaxAttention(nn.Module):
         else:
             self.q_norm = self.k_norm = None
 
-    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: KVCache | SlidingKVCache | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.cfg.qk_norm == "full":
@@ -66,14 +60,20 @@ class SoftmaxAttention(nn.Module):
             k, v, k_pos = cache.update(k, v)
         else:
             k_pos = positions
-        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, device=x.device)
+        bias = self.position.bias(positions, k_pos)
+        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=self.mask, device=x.device,
+                               cached=cache is not None, flex_bias_ok=bias is None or self.position.score_mod(0) is not None)
         o = BACKENDS.get(backend)(
-            q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale,
-            bias=self.position.bias(positions, k_pos), window=self.cfg.window, softcap=self.cfg.softcap,
+            q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale, bias=bias, mask=self.mask,
+            softcap=self.cfg.softcap, position=self.position,
         )
         return self.o_proj(o.transpose(1, 2).reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
 
-    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> KVCache | SlidingKVCache:
+        """A ring buffer of window (+ sink) slots for windowed layers, else a full cache."""
+        if self.cfg.window is not None:
+            return SlidingKVCache(batch_size, self.Hkv, max_len, self.D, window=self.cfg.window, sinks=self.cfg.sinks,
+                                  dtype=dtype, device=device)
         return KVCache(batch_size, self.Hkv, max_len, self.D, dtype=dtype, device=device)
 
     # -- analytic accounting (no weights allocated) --
@@ -93,9 +93,12 @@ class SoftmaxAttention(nn.Module):
         H, Hkv, D = a.heads, a.n_kv, a.dim(C)
         proj = 2.0 * (C * (H + 2 * Hkv) * D + H * D * C)
         # QK^T and PV: 2 * 2 * H * D per visible key
-        return proj + 4.0 * H * D * window_context(seq_len, a.window)
+        return proj + 4.0 * H * D * a.mask.mean_keys(seq_len)
 
     @staticmethod
     def cache_bytes(cfg: "ModelConfig", seq_len: int, batch_size: int, elem: int) -> int:
         a = cfg.attention
+        if a.window is not None:
+            return SlidingKVCache.bytes_for(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), None, elem,
+                                            window=a.window, sinks=a.sinks)
         return KVCache.bytes_for(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), None, elem)
