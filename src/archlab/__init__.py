@@ -23,7 +23,7 @@ _EXPORTS = {
     "cache_bytes_per_token": "archlab.analysis",
     "cache_bytes": "archlab.analysis",
 }
-_SUBMODULES = {"presets", "analysis", "ops", "interop", "registry", "attention", "position", "cache"}
+_SUBMODULES = {"presets", "analysis", "ops", "interop", "registry", "attention", "position", "cache", "data"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
