@@ -33,3 +33,10 @@ def test_presets_lists_and_console_script_runs(capsys):
     assert "llama-3-8b" in capsys.readouterr().out
     r = subprocess.run([sys.executable, "-m", "archlab.cli", "presets"], capture_output=True, text=True)
     assert r.returncode == 0 and "gpt2-124m" in r.stdout
+
+
+def test_info_shows_windowed_cache_flat_past_the_window(capsys):
+    assert main(["info", "mistral-7b"]) == 0
+    out = capsys.readouterr().out
+    flat = f"{4096 * 131072:,}"
+    assert all(f"@ {k}k tokens" in out for k in (4, 32, 128)) and out.count(flat) >= 3

@@ -113,6 +113,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         [f"KV-cache bytes/token ({dtype})", f"{per_tok:,}"],
         [f"cache bytes @ {seq:,} tokens", f"{whole:,} ({human_bytes(whole)})"],
     ]
+    for n in (4096, 32768, 131072):
+        b = cache_bytes(cfg, n, 1, dtype)
+        rows.append([f"cache bytes @ {n // 1024}k tokens", f"{b:,} ({human_bytes(b)})"])
     print(table(rows))
     return 0
 
