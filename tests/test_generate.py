@@ -54,3 +54,24 @@ def test_bad_sampling_arguments(model, kw, field):
     args = {"max_new_tokens": 2, **kw}
     with pytest.raises(ValueError, match=field):
         archlab.generate(model, torch.zeros(1, 2, dtype=torch.long), **args)
+
+
+def test_static_cache_decoder_equals_generate(model):
+    from archlab.decode import GraphDecoder
+
+    ids = torch.randint(0, 256, (2, 5))
+    ref = archlab.generate(model, ids, max_new_tokens=9)
+    dec = GraphDecoder(model, batch_size=2, max_len=14, use_graph=False)
+    assert torch.equal(dec.generate(ids, 9), ref)
+    with pytest.raises(ValueError, match="CUDA"):
+        GraphDecoder(model, 1, 8, use_graph=True)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_decoder_equals_generate_on_gpu():
+    from archlab.decode import GraphDecoder
+
+    m = archlab.build(archlab.presets.get("llama-3-debug")).cuda().eval()
+    ids = torch.randint(0, 256, (1, 7), device="cuda")
+    ref = archlab.generate(m, ids, max_new_tokens=20)
+    assert torch.equal(GraphDecoder(m, 1, 27).generate(ids, 20), ref)

@@ -156,3 +156,20 @@ def test_meta_build_allocates_nothing():
     m = archlab.build(cfg, device="meta")
     assert m.num_params() == 8_030_261_248
     assert all(p.is_meta for p in m.parameters())
+
+
+def test_static_cache_decode_equals_full_forward():
+    """Static mode (fixed shapes, explicit positions; what CUDA graphs capture)."""
+    model = archlab.build(tiny(**{"attention.qk_norm": "head"})).eval()
+    ids = torch.randint(0, 97, (2, 10))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_cache(2, 16, static=True)
+        outs = [model(ids[:, :4], cache=cache, positions=torch.arange(4).expand(2, 4))]
+        for t in range(4, 10):
+            outs.append(model(ids[:, t:t + 1], cache=cache, positions=torch.full((2, 1), t)))
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="positions"):
+        model(ids[:, :1], cache=cache)
+    with pytest.raises(ValueError, match="static mode"):
+        archlab.build(tiny(**{"attention.window": 3})).new_cache(1, 8, static=True)

@@ -127,25 +127,41 @@ class Model(nn.Module):
     def lm_head_weight(self) -> torch.Tensor:
         return self.embed.weight if self.head is None else self.head.weight
 
-    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device=None) -> ModelCache:
-        """Preallocated per-layer caches for up to max_len tokens per sequence."""
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device=None,
+                  static: bool = False) -> ModelCache:
+        """Preallocated per-layer caches for up to max_len tokens per sequence
+        (``static=True``: fixed-shape caches for CUDA-graph decoding, see ModelCache.make_static)."""
         if batch_size <= 0 or max_len <= 0:
             raise ValueError(f"new_cache: batch_size and max_len must be positive, got {batch_size}, {max_len}")
         ref = self.embed.weight
         dtype = dtype or ref.dtype
         device = device or ref.device
         layers = [b.mixer.new_cache(batch_size, max_len, dtype, device) for b in self.blocks]
-        return ModelCache(layers, batch_size=batch_size, max_len=max_len)
+        cache = ModelCache(layers, batch_size=batch_size, max_len=max_len)
+        if static:
+            cache.make_static()
+        return cache
 
-    def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None, *, return_hidden: bool = False) -> torch.Tensor:
-        """[B, T] int64 token ids -> [B, T, V] logits (or [B, T, C] hidden states)."""
-        self._check_ids(input_ids)
-        B, T = input_ids.shape
-        if cache is not None:
-            positions = cache.positions(B, T, input_ids.device)
-        else:
-            positions = torch.arange(T, device=input_ids.device).expand(B, T)
-        self.input_position.check_positions(positions)
+    def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None, *, positions: torch.Tensor | None = None,
+                return_hidden: bool = False) -> torch.Tensor:
+        """[B, T] int64 token ids -> [B, T, V] logits (or [B, T, C] hidden states).
+
+        ``positions`` [B, T] is required with a static cache (CUDA-graph decoding) and is
+        otherwise derived: 0..T-1 without a cache, continuing the cache's length with one.
+        """
+        B, T = input_ids.shape if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else (0, 0)
+        static = cache is not None and cache.static
+        if not _capturing():
+            self._check_ids(input_ids)
+            if static and positions is None:
+                raise ValueError("positions: a static cache needs explicit positions [batch, time]")
+        if positions is None:
+            if cache is not None:
+                positions = cache.positions(B, T, input_ids.device)
+            else:
+                positions = torch.arange(T, device=input_ids.device).expand(B, T)
+        if not _capturing():
+            self.input_position.check_positions(positions)
         x = self.embed(input_ids)
         if self.cfg.embed_scale is not None:
             x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
@@ -156,7 +172,7 @@ class Model(nn.Module):
             x = self.embed_norm(x)
         for i, block in enumerate(self.blocks):
             x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None)
-        if cache is not None:
+        if cache is not None and not static:
             cache.advance(T)
         if self.final_norm is not None:
             x = self.final_norm(x)
@@ -176,12 +192,16 @@ class Model(nn.Module):
         if ids.shape[1] == 0:
             raise ValueError("input_ids: the time dimension is empty")
         if not torch.compiler.is_compiling():
-            lo, hi = int(ids.min()), int(ids.max())
+            lo, hi = int(ids.min()), int(ids.max())  # one host sync; skipped under compile and graph capture
             if lo < 0 or hi >= self.cfg.vocab_size:
                 raise ValueError(f"input_ids: token ids must lie in [0, {self.cfg.vocab_size}), got min {lo} max {hi}")
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _capturing() -> bool:
+    return torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 def build(cfg: ModelConfig, *, device=None, dtype: torch.dtype | None = None) -> Model:

@@ -68,9 +68,14 @@ def sdpa_attention(q, k, v, *, q_pos, k_pos, scale, bias=None, mask: MaskSpec = 
 
 
 def _aligned(q_pos: torch.Tensor, k_pos: torch.Tensor) -> bool:
-    """Queries and keys are the same positions, so the plain causal mask is right."""
-    if torch.compiler.is_compiling():
-        return True  # under compile, callers pass T == S only without a cache (aligned)
+    """Queries and keys are the same positions, so the plain causal mask is right.
+
+    Without a cache attention passes the same tensor for both (no check needed); otherwise
+    compare, except where a host sync is not allowed (compile, graph capture): use the mask."""
+    if q_pos is k_pos:
+        return True
+    if torch.compiler.is_compiling() or (q_pos.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return False
     return bool(torch.equal(q_pos, k_pos))
 
 

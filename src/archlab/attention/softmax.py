@@ -57,7 +57,7 @@ class SoftmaxAttention(nn.Module):
             q, k = rms_norm(q, self.q_norm, self.norm_eps), rms_norm(k, self.k_norm, self.norm_eps)
         q, k = self.position.rotate(q, k, positions)
         if cache is not None:
-            k, v, k_pos = cache.update(k, v)
+            k, v, k_pos = cache.update(k, v, positions)
         else:
             k_pos = positions
         bias = self.position.bias(positions, k_pos)

@@ -29,6 +29,18 @@ class ModelCache:
         self.batch_size = batch_size
         self.max_len = max_len
         self.length = 0  # tokens already processed; new tokens get positions length, length+1, ...
+        self.static = False  # static mode: the caller passes positions; no host-side bookkeeping
+
+    def make_static(self) -> None:
+        """Fixed shapes and no host synchronisation per step, so a decode step can be captured
+        in a CUDA graph. Every per-layer cache must support it."""
+        for i, c in enumerate(self.layers):
+            if c is not None and not hasattr(c, "make_static"):
+                raise ValueError(f"cache: layer {i} ({type(c).__name__}) has no static mode; "
+                                 "static decoding supports full KV caches")
+            if c is not None:
+                c.make_static()
+        self.static = True
 
     def positions(self, batch_size: int, n_new: int, device: torch.device) -> torch.Tensor:
         """Absolute positions [B, T] of the next n_new tokens; checks room and batch size."""

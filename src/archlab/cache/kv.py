@@ -15,9 +15,25 @@ class KVCache:
         self.k = torch.zeros(batch_size, kv_heads, max_len, head_dim, dtype=dtype, device=device)
         self.v = torch.zeros(batch_size, kv_heads, max_len, v_dim or head_dim, dtype=dtype, device=device)
         self.length = 0
+        self.static = False  # static mode: writes go to the given positions, reads cover all slots
+        self.slot_pos: torch.Tensor | None = None
 
-    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def make_static(self) -> None:
+        """Switch to static mode (for CUDA graphs): no host-side length, fixed shapes every step.
+        Each update writes at the positions it is given and returns every slot; slots not yet
+        written hold positions beyond any query, so the causal mask hides them."""
+        self.static = True
+        B, _, L, _ = self.k.shape
+        self.slot_pos = torch.arange(L, device=self.k.device).expand(B, L)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Append k/v [B, Hkv, T, D]; return all cached k, v [B, Hkv, S, D] and their positions [B, S]."""
+        if self.static:
+            idx = positions[0]  # [T]: rows share positions in static mode
+            self.k.index_copy_(2, idx, k.to(self.k.dtype))
+            self.v.index_copy_(2, idx, v.to(self.v.dtype))
+            return self.k, self.v, self.slot_pos
         start, end = self.length, self.length + k.shape[2]
         self.k[:, :, start:end] = k.to(self.k.dtype)
         self.v[:, :, start:end] = v.to(self.v.dtype)

@@ -40,7 +40,8 @@ class SlidingKVCache:
         recent = torch.arange(start, max(start, L), device=device)
         return torch.cat([sink, recent])
 
-    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def update(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Attend over what is held plus the new k/v [B, Hkv, T, D]; keep only what later queries need."""
         B, T = k.shape[0], k.shape[2]
         old = self.held_positions(k.device)
