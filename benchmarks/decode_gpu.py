@@ -1,0 +1,101 @@
+"""Greedy decode at batch 1 against the bandwidth roofline, beside transformers.
+
+Llama-style 1.1B (hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192, vocab 32000), bf16,
+128-token prompt, 256 new tokens. Roofline tokens/s = copy bandwidth / (weight bytes + mean
+cache bytes read per step).
+
+    python benchmarks/decode_gpu.py [--out decode.md] [--compile]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from common import device_line, emit, md_table, measure_ceilings
+
+import archlab
+from archlab.decode import GraphDecoder
+
+PROMPT, NEW = 128, 256
+
+
+def cfg_1b():
+    return archlab.presets.get("llama-3-debug").replace(
+        vocab_size=32000, d_model=2048, n_layers=16, tie_embeddings=False,
+        **{"attention.heads": 32, "attention.kv_heads": 8, "attention.head_dim": 64, "ffn.hidden": 8192},
+    )
+
+
+def timed(fn) -> float:
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out")
+    ap.add_argument("--compile", action="store_true", help="also time a compiled step inside the graph")
+    args = ap.parse_args()
+    _, gbs = measure_ceilings()
+    cfg = cfg_1b()
+    model = archlab.build(cfg, device="cuda", dtype=torch.bfloat16).eval()
+    ids = torch.randint(0, cfg.vocab_size, (1, PROMPT), device="cuda")
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    mean_ctx = PROMPT + NEW / 2
+    step_bytes = weight_bytes + archlab.cache_bytes(cfg, int(mean_ctx), 1, torch.bfloat16)
+    roof = gbs * 1e9 / step_bytes
+    rows = []
+
+    def ours(label, **kw):
+        try:
+            dec = GraphDecoder(model, 1, PROMPT + NEW, **kw)
+            dec.generate(ids, 8)  # capture/compile outside the timing; prefill restarts the cache
+            t = timed(lambda: dec.generate(ids, NEW))
+            tps = NEW / t
+            rows.append([label, f"{tps:,.0f}", f"{tps / roof:.0%}"])
+            return dec
+        except Exception as e:  # a row fails alone
+            rows.append([label, f"failed: {type(e).__name__}: {str(e)[:80]}", ""])
+
+    t = timed(lambda: archlab.generate(model, ids, NEW))
+    rows.append(["archlab generate (dynamic cache, eager)", f"{NEW / t:,.0f}", f"{NEW / t / roof:.0%}"])
+    ours("archlab static cache, eager steps", use_graph=False)
+    dec = ours("archlab static cache + CUDA graph")
+    if args.compile:
+        ours("archlab static cache + compiled step + CUDA graph", compile=True)
+    if dec is not None:
+        ref = archlab.generate(model, ids, 32)
+        same = torch.equal(GraphDecoder(model, 1, PROMPT + NEW).generate(ids, 32), ref)
+        rows.append(["greedy tokens equal to archlab generate (32 tokens)", str(same), ""])
+    try:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        hf_cfg = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                             num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=4096)
+        hf = LlamaForCausalLM(hf_cfg).to("cuda", torch.bfloat16).eval()
+        kw = dict(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+        with torch.no_grad():
+            hf.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+            t = timed(lambda: hf.generate(ids, **kw))
+        ref_tps = NEW / t
+        rows.append(["transformers generate (dynamic cache)", f"{ref_tps:,.0f}", f"{ref_tps / roof:.0%}"])
+        del hf
+    except Exception as e:
+        ref_tps = None
+        rows.append(["transformers generate", f"failed: {type(e).__name__}: {str(e)[:80]}", ""])
+    text = (f"{device_line()}\n\nbatch 1, prompt {PROMPT}, {NEW} new tokens, bf16; copy bandwidth {gbs:,.0f} GB/s; "
+            f"weights {weight_bytes / 1e9:.2f} GB; roofline {roof:,.0f} tokens/s\n\n"
+            + md_table(rows, ["decoder", "tokens/s", "of roofline"]))
+    if ref_tps:
+        best = max((float(r[1].replace(",", "")) for r in rows if r[0].startswith("archlab") and r[1][0].isdigit()), default=0)
+        text += f"\n\nbest archlab / transformers: {best / ref_tps:.1f}x"
+    emit("Decode, batch 1 (Llama-style 1.1B)", text, args.out)
+
+
+if __name__ == "__main__":
+    main()
