@@ -16,10 +16,14 @@ from archlab.configbase import Config
 from archlab.errors import ConfigError, check
 from archlab.ffn import FFNConfig
 from archlab.norm import NormConfig
+from archlab.moe.config import MoEConfig
 from archlab.position.config import PositionConfig
+from archlab.ssm.config import SSMConfig
 
 # Sections a layer may override; the rest (sizes, vocabulary, plan) are whole-model.
-LAYER_SECTIONS = ("attention", "position", "ffn", "norm")
+LAYER_SECTIONS = ("attention", "position", "ffn", "norm", "moe", "ssm")
+# the config section each slot name needs
+SLOT_SECTIONS = {"moe": "moe", "ssm": "ssm"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class LayerSpec(Config):
     mixer: str = "attention"  # which token mixer fills the layer (a name in slots.MIXERS)
     ffn: str = "dense"  # which FFN fills the layer (a name in slots.FFNS; "none" = mixer only)
     set: Mapping[str, Any] = field(default_factory=dict)  # dotted overrides of the model config for this layer
+    tie: str | None = None  # layers with the same tie name share one block's weights (Zamba's shared block)
 
     def __post_init__(self) -> None:
         from archlab.slots import FFNS, MIXERS
@@ -43,7 +48,9 @@ class LayerSpec(Config):
 
 # Built-in letters; a plan's `letters` adds to or replaces these.
 BUILTIN_LETTERS: dict[str, LayerSpec] = {
-    "A": LayerSpec(mixer="attention", ffn="dense"),
+    "A": LayerSpec(mixer="attention", ffn="dense"),  # a transformer block
+    "E": LayerSpec(mixer="attention", ffn="moe"),  # attention + mixture of experts
+    "M": LayerSpec(mixer="ssm", ffn="none"),  # a Mamba block (mixer only)
 }
 
 
@@ -87,8 +94,11 @@ class ModelConfig(Config):
     position: PositionConfig = field(default_factory=PositionConfig)  # how order enters
     ffn: FFNConfig = field(default_factory=FFNConfig)  # dense MLP settings
     norm: NormConfig = field(default_factory=NormConfig)  # norm kind and placement
+    moe: MoEConfig | None = None  # routed experts, for layers whose FFN slot is "moe"
+    ssm: SSMConfig | None = None  # state-space mixer, for layers whose mixer slot is "ssm"
     plan: LayerPlan = field(default_factory=LayerPlan)  # which mixer/FFN each layer has
     tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
+    head_bias: bool = False  # a bias on the untied LM head (GPT-J)
     embed_scale: float | None = None  # multiply token embeddings (Gemma: sqrt(d_model))
     logit_softcap: float | None = None  # final logits -> cap * tanh(logits / cap) (Gemma-2)
     init_std: float = 0.02  # std of the normal init of weights
@@ -101,11 +111,25 @@ class ModelConfig(Config):
         check(self.init_std > 0, "init_std", f"must be > 0, got {self.init_std}")
         check(self.embed_scale is None or self.embed_scale > 0, "embed_scale", "must be > 0 or null")
         check(self.logit_softcap is None or self.logit_softcap > 0, "logit_softcap", "must be > 0 or null")
-        self.plan.specs(self.n_layers)  # pattern length vs n_layers
+        check(not (self.head_bias and self.tie_embeddings), "head_bias", "needs an untied head; set tie_embeddings=false")
+        specs = self.plan.specs(self.n_layers)  # pattern length vs n_layers
+        tied: dict[str, LayerSpec] = {}
+        for i, spec in enumerate(specs):
+            if spec.tie is not None:
+                first = tied.setdefault(spec.tie, spec)
+                check(first == spec, "plan.letters", f"layers tied as {spec.tie!r} must have the same spec (layer {i} differs)")
         for i in range(self.n_layers):
-            _check_layer(self.layer_config(i), i)
+            _check_layer(self.layer_config(i), i, self.layer_spec(i))
 
     # -- the per-layer view --
+    def tied_to(self, i: int) -> int | None:
+        """The earlier layer whose block layer i reuses (same ``tie`` name), or None."""
+        tie = self.layer_spec(i).tie
+        if tie is None:
+            return None
+        first = next(j for j in range(i + 1) if self.layer_spec(j).tie == tie)
+        return first if first < i else None
+
     def layer_spec(self, i: int) -> LayerSpec:
         return self.plan.specs(self.n_layers)[i]
 
@@ -134,12 +158,19 @@ class _Sections(Config):
     position: PositionConfig
     ffn: FFNConfig
     norm: NormConfig
+    moe: MoEConfig | None
+    ssm: SSMConfig | None
 
 
-def _check_layer(cfg: ModelConfig, i: int) -> None:
+def _check_layer(cfg: ModelConfig, i: int, spec: LayerSpec | None = None) -> None:
     """Cross-field checks that need d_model and the attention shape together."""
     a = cfg.attention
     where = f" (layer {i})" if i else ""
+    if spec is not None:
+        for slot in (spec.mixer, spec.ffn):
+            section = SLOT_SECTIONS.get(slot)
+            if section is not None and getattr(cfg, section) is None:
+                raise ConfigError(f"{section}: layer {i} uses {slot!r} but the {section} section is not set")
     if a.head_dim is None:
         check(
             cfg.d_model % a.heads == 0,

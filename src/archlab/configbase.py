@@ -167,6 +167,11 @@ class Config:
             if key not in names:
                 raise ConfigError(f"{where}: unknown key in {cls.__name__}; {_suggest(str(key), names)}")
             kwargs[key] = _convert(value, hints[key], where)
+        missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            where = f"{path}." if path else (f"{cls._section}." if cls._section else "")
+            raise ConfigError(f"{where}{missing[0]}: required in {cls.__name__} (missing: {', '.join(missing)})")
         try:
             return cls(**kwargs)
         except ConfigError as e:
@@ -240,7 +245,13 @@ class Config:
                 cls = _config_class(hints[head])
                 if cls is None:
                     raise ConfigError(f"{head}: is not a config section, cannot set {', '.join(sub)} inside it")
-                current = cls()
+                # create the section from the plain keys given (its required fields must be among them)
+                plain = {k: v for k, v in sub.items() if "." not in k}
+                sub = {k: v for k, v in sub.items() if "." in k}
+                current = cls.from_dict(plain, path=head)
+                if not sub:
+                    kwargs[head] = current
+                    continue
             if not isinstance(current, Config):
                 raise ConfigError(f"{head}: is not a config section, cannot set {', '.join(sub)} inside it")
             try:

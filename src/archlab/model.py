@@ -36,26 +36,27 @@ class Block(nn.Module):
         self.mixer_out_norm = build_norm(C, n) if sandwich else None
         self.ffn_out_norm = build_norm(C, n) if sandwich and self.ffn is not None else None
 
-    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache=None, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         p = self.placement
         mix = lambda h: self.mixer(h, positions=positions, cache=cache)  # noqa: E731
+        ffn = (lambda h: self.ffn(h, token_ids=token_ids)) if self.ffn is not None else None  # noqa: E731
         if p == "pre":
             x = x + mix(self.mixer_norm(x))
-            return x + self.ffn(self.ffn_norm(x)) if self.ffn is not None else x
+            return x + ffn(self.ffn_norm(x)) if ffn is not None else x
         if p == "post":
             x = self.mixer_norm(x + mix(x))
-            return self.ffn_norm(x + self.ffn(x)) if self.ffn is not None else x
+            return self.ffn_norm(x + ffn(x)) if ffn is not None else x
         if p == "output":
             x = x + self.mixer_norm(mix(x))
-            return x + self.ffn_norm(self.ffn(x)) if self.ffn is not None else x
+            return x + self.ffn_norm(ffn(x)) if ffn is not None else x
         if p == "sandwich":
             x = x + self.mixer_out_norm(mix(self.mixer_norm(x)))
-            return x + self.ffn_out_norm(self.ffn(self.ffn_norm(x))) if self.ffn is not None else x
+            return x + self.ffn_out_norm(ffn(self.ffn_norm(x))) if ffn is not None else x
         h = self.mixer_norm(x)
-        if self.ffn is None:
+        if ffn is None:
             return x + mix(h)
         h_ffn = h if p == "parallel_shared" else self.ffn_norm(x)
-        return x + mix(h) + self.ffn(h_ffn)
+        return x + mix(h) + ffn(h_ffn)
 
 
 def block_norm_count(cfg: ModelConfig, layer_idx: int) -> int:
@@ -104,9 +105,13 @@ class Model(nn.Module):
         # the root encoding adds to embeddings (absolute schools); layer 0's module when configs agree
         self.input_position = layer_pos[0] if cfg.layer_config(0).position == cfg.position else build_position(
             cfg.position, n_heads=cfg.attention.heads, head_dim=cfg.attention.dim(C), d_model=C)
-        self.blocks = nn.ModuleList(Block(cfg, i, layer_pos[i]) for i in range(cfg.n_layers))
+        blocks: list[Block] = []
+        for i in range(cfg.n_layers):
+            j = cfg.tied_to(i)
+            blocks.append(blocks[j] if j is not None else Block(cfg, i, layer_pos[i]))  # tied: same module, own cache
+        self.blocks = nn.ModuleList(blocks)
         self.final_norm = build_norm(C, cfg.norm) if cfg.norm.final_norm else None
-        self.head = None if cfg.tie_embeddings else nn.Linear(C, V, bias=False)
+        self.head = None if cfg.tie_embeddings else nn.Linear(C, V, bias=cfg.head_bias)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -114,7 +119,10 @@ class Model(nn.Module):
         """Normal(0, init_std) weights, zero biases; residual output projections scaled by
         1/sqrt(2 * n_layers) (GPT-2) so the residual stream's variance does not grow with depth."""
         std = self.cfg.init_std
+        owners = [n + "." for n, m in self.named_modules() if getattr(m, "owns_init", False)]
         for name, m in self.named_modules():
+            if any(name.startswith(o) for o in owners) or getattr(m, "owns_init", False):
+                continue  # the component initialised itself (e.g. SSM dt/A, MoE experts)
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 s = std / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("o_proj", "down", "out_proj")) else std
                 nn.init.normal_(m.weight, 0.0, s)
@@ -122,6 +130,12 @@ class Model(nn.Module):
                     nn.init.zeros_(m.bias)
             elif hasattr(m, "reset_parameters") and m is not self and not list(m.children()):
                 m.reset_parameters()
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """Sum of the auxiliary losses (MoE balancing, already weighted by their coefficients)
+        from the last forward; None when no layer has any. The trainer adds it to the LM loss."""
+        losses = [m.aux_loss for m in self.modules() if m is not self and isinstance(getattr(m, "aux_loss", None), torch.Tensor)]
+        return torch.stack([l.to(losses[0].device).float() for l in losses]).sum() if losses else None
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
@@ -171,14 +185,14 @@ class Model(nn.Module):
         if self.embed_norm is not None:
             x = self.embed_norm(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None)
+            x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None, token_ids=input_ids)
         if cache is not None and not static:
             cache.advance(T)
         if self.final_norm is not None:
             x = self.final_norm(x)
         if return_hidden:
             return x
-        logits = nn.functional.linear(x, self.lm_head_weight)
+        logits = nn.functional.linear(x, self.lm_head_weight, self.head.bias if self.head is not None else None)
         if self.cfg.logit_softcap is not None:
             c = self.cfg.logit_softcap
             logits = c * torch.tanh(logits / c)

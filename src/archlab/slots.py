@@ -62,6 +62,37 @@ def _dense(cfg: "ModelConfig") -> Slot:
     )
 
 
+def _owning_init(module: nn.Module) -> nn.Module:
+    """Mark a component that initialises its own parameters (SSM dt/A, MoE experts), so the
+    model's generic init leaves it alone."""
+    module.owns_init = True
+    return module
+
+
+@FFNS.register("moe")
+def _moe(cfg: "ModelConfig") -> Slot:
+    from archlab import moe
+
+    return Slot(
+        build=lambda c, i, pos: _owning_init(moe.MoE(c.moe, c.d_model, i)),
+        params=lambda c: moe.params(c.moe, c.d_model),
+        active_params=lambda c: moe.active_params(c.moe, c.d_model),
+        flops_per_token=lambda c, seq_len: moe.flops_per_token(c.moe, c.d_model),
+    )
+
+
+@MIXERS.register("ssm")
+def _ssm(cfg: "ModelConfig") -> Slot:
+    from archlab import ssm
+
+    return Slot(
+        build=lambda c, i, pos: _owning_init(ssm.build_ssm_mixer(c.ssm, c.d_model, i)),
+        params=lambda c: ssm.params(c.ssm, c.d_model),
+        flops_per_token=lambda c, seq_len: ssm.flops_per_token(c.ssm, c.d_model, seq_len),
+        cache_bytes=lambda c, seq_len, batch, elem: ssm.cache_bytes(c.ssm, c.d_model, seq_len, batch, elem),
+    )
+
+
 @FFNS.register("none")
 def _none(cfg: "ModelConfig") -> Slot:
     return Slot(build=lambda c, i, pos: None, params=lambda c: 0, flops_per_token=lambda c, s: 0.0)

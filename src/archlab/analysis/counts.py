@@ -50,9 +50,11 @@ def count_params(cfg: ModelConfig) -> Params:
 
     C, V = cfg.d_model, cfg.vocab_size
     embedding = V * C
-    head = 0 if cfg.tie_embeddings else V * C
+    head = 0 if cfg.tie_embeddings else V * C + (V if cfg.head_bias else 0)
     total = active = 0
     for i in range(cfg.n_layers):
+        if cfg.tied_to(i) is not None:
+            continue  # a shared block's weights count once
         spec, lc = cfg.layer_spec(i), cfg.layer_config(i)
         mixer, ffn = MIXERS.get(spec.mixer)(lc), FFNS.get(spec.ffn)(lc)
         norms = block_norm_count(cfg, i) * norm_params(C, lc.norm)
