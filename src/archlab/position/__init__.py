@@ -8,6 +8,7 @@ from archlab.position.base import (
     PositionEncoding,
     PositionOutOfRangeError,
     build_position,
+    check_position_sizes,
     position_params,
 )
 from archlab.position.config import PositionConfig, RopeScalingConfig
@@ -21,6 +22,7 @@ __all__ = [
     "PositionOutOfRangeError",
     "RopeScalingConfig",
     "build_position",
+    "check_position_sizes",
     "position_params",
     "scaled_inv_freq",
     "yarn_get_mscale",

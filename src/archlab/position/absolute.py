@@ -18,27 +18,30 @@ from archlab.position.base import POSITION, PositionEncoding, PositionOutOfRange
 from archlab.position.config import PositionConfig
 
 
+def _capturing() -> bool:
+    return torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
 def check_nonnegative(positions: torch.Tensor, kind: str) -> None:
     if positions.numel() and int(positions.min()) < 0:
         raise PositionOutOfRangeError(f"position.kind={kind!r}: positions must be >= 0, got {int(positions.min())}")
 
 
 def sinusoidal_table(positions: torch.Tensor, d_model: int, base: float) -> torch.Tensor:
-    """positions [B, T] -> [B, T, C] float32, sin on even dims and cos on odd dims."""
-    inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64, device=positions.device) / d_model)  # [C/2]
-    ang = positions.to(torch.float64)[..., None] * inv  # [B, T, C/2]
+    """positions [B, T] -> [B, T, C] float32, sin on even dims and cos on odd dims.
+
+    An odd C keeps the formula: its last dim is the sin of frequency (C - 1) / 2.
+    """
+    inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64, device=positions.device) / d_model)  # [ceil(C/2)]
+    ang = positions.to(torch.float64)[..., None] * inv  # [B, T, ceil(C/2)]
     # stack then flatten interleaves: (sin_0, cos_0, sin_1, cos_1, ...)
-    return torch.stack((ang.sin(), ang.cos()), dim=-1).flatten(-2).to(torch.float32)  # [B, T, C]
+    table = torch.stack((ang.sin(), ang.cos()), dim=-1).flatten(-2)  # [B, T, 2 ceil(C/2)]
+    return table[..., :d_model].to(torch.float32)  # [B, T, C]
 
 
 @POSITION.register("sinusoidal")
 class Sinusoidal(PositionEncoding):
     """Fixed sinusoids added to the embeddings; no parameters, no length limit."""
-
-    def __init__(self, cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int):
-        super().__init__(cfg, n_heads=n_heads, head_dim=head_dim, d_model=d_model)
-        if d_model % 2:
-            raise ConfigError(f"d_model: position.kind 'sinusoidal' needs an even width (sin/cos pairs), got {d_model}")
 
     def check_positions(self, positions: torch.Tensor) -> None:
         check_nonnegative(positions, "sinusoidal")
@@ -57,6 +60,9 @@ class LearnedAbsolute(PositionEncoding):
             raise ConfigError("position.max_positions: required by kind 'learned' (the size of the position table)")
         self.max_positions = cfg.max_positions
         self.weight = nn.Parameter(torch.empty(cfg.max_positions, d_model))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         nn.init.normal_(self.weight, std=0.02)
 
     @classmethod
@@ -73,5 +79,6 @@ class LearnedAbsolute(PositionEncoding):
             )
 
     def embed(self, positions: torch.Tensor) -> torch.Tensor:
-        self.check_positions(positions)
+        if not _capturing():  # the check syncs with the host: not allowed while compiling or capturing a graph
+            self.check_positions(positions)
         return self.weight[positions]  # [B, T, C]

@@ -48,3 +48,11 @@ class ALiBi(PositionEncoding):
     def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
         rel = (k_pos[:, None, :] - q_pos[:, :, None]).to(torch.float32)  # [B, T, S]: j - i, <= 0 for the past
         return self.slopes[None, :, None, None] * rel[:, None]  # [B, H, T, S]
+
+    def score_mod(self, offset: int):
+        slopes = self.slopes
+
+        def alibi_mod(score, b, h, q_idx, kv_idx):
+            return score + slopes[h] * (kv_idx - (q_idx + offset))
+
+        return alibi_mod

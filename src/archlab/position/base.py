@@ -42,6 +42,11 @@ class PositionEncoding(nn.Module):
         return 0
 
     @classmethod
+    def check_sizes(cls, cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int) -> None:
+        """Raise ConfigError if ``cfg`` conflicts with the model's sizes (e.g. LongRoPE factor
+        counts vs the rotary width). Config validation calls it so errors come before building."""
+
+    @classmethod
     def is_shared(cls, cfg: PositionConfig) -> bool:
         return cls.shared
 
@@ -57,6 +62,12 @@ class PositionEncoding(nn.Module):
         """q_pos [B, T], k_pos [B, S] -> additive logit bias [B, H, T, S], or None."""
         return None
 
+    def score_mod(self, offset: int):
+        """For flex_attention: ``f(score, b, h, q_idx, kv_idx) -> score`` adding this encoding's
+        bias for query position ``q_idx + offset`` and key position ``kv_idx``; None when the
+        encoding has no bias (or cannot express it elementwise)."""
+        return None
+
     def check_positions(self, positions: torch.Tensor) -> None:
         """Raise a clear error for positions the encoding cannot represent."""
 
@@ -68,6 +79,10 @@ class NoPE(PositionEncoding):
 
 def build_position(cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int) -> PositionEncoding:
     return POSITION.get(cfg.kind)(cfg, n_heads=n_heads, head_dim=head_dim, d_model=d_model)
+
+
+def check_position_sizes(cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int) -> None:
+    POSITION.get(cfg.kind).check_sizes(cfg, n_heads=n_heads, head_dim=head_dim, d_model=d_model)
 
 
 def position_params(cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int) -> int:

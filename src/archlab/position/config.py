@@ -50,6 +50,11 @@ class RopeScalingConfig(Config):
         p = "position.scaling"
         check(self.factor >= 1.0, f"{p}.factor", f"must be >= 1, got {self.factor}")
         check(
+            self.kind != "none" or self.factor == 1.0,
+            f"{p}.factor",
+            f"{self.factor} has no effect with scaling kind 'none'; pick a scaling kind or set factor to 1",
+        )
+        check(
             self.original_max_positions is None or self.original_max_positions > 0,
             f"{p}.original_max_positions",
             "must be a positive integer or null",

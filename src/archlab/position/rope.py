@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import torch
 
+from archlab.errors import ConfigError
 from archlab.position.base import POSITION, PositionEncoding
 from archlab.position.config import PositionConfig
-from archlab.position.rope_scaling import depends_on_length, scaled_inv_freq
+from archlab.position.rope_scaling import depends_on_length, longrope_factors, scaled_inv_freq
 
 
 def rotary_dim(cfg: PositionConfig, head_dim: int) -> int:
@@ -59,8 +60,17 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interlea
 class RoPE(PositionEncoding):
     """Rotates q and k; ``inv_freq`` (non-persistent) and ``attn_factor`` come from the scaling."""
 
+    @classmethod
+    def check_sizes(cls, cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int) -> None:
+        rot = rotary_dim(cfg, head_dim)
+        if rot < 2:
+            raise ConfigError(f"position.rotary_fraction: leaves {rot} rotary dims of head_dim {head_dim}; need at least 2")
+        if cfg.scaling.kind == "longrope":
+            longrope_factors(cfg, rot)  # one factor per rotary frequency
+
     def __init__(self, cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int):
         super().__init__(cfg, n_heads=n_heads, head_dim=head_dim, d_model=d_model)
+        self.check_sizes(cfg, n_heads=n_heads, head_dim=head_dim, d_model=d_model)
         self.rot_dim = rotary_dim(cfg, head_dim)
         inv_freq, attn_factor = rope_inv_freq(cfg, self.rot_dim)
         # float64 buffer: angles of large positions lose accuracy in float32 before cos/sin

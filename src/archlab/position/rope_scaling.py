@@ -108,7 +108,7 @@ def _dynamic(cfg: PositionConfig, rot_dim: int, seq_len: torch.Tensor | None) ->
     if seq_len is None:
         return base_inv_freq(cfg.theta, rot_dim), 1.0
     s, orig = cfg.scaling.factor, _original(cfg)
-    # effective factor 1 up to the trained length, then growing linearly to s at s * L
+    # effective factor 1 up to the trained length L, then growing by s per further L tokens
     eff = (s * seq_len.to(torch.float64) / orig - (s - 1)).clamp(min=1.0)
     return base_inv_freq(ntk_base(cfg.theta, eff, rot_dim), rot_dim), 1.0
 

@@ -23,7 +23,12 @@ from archlab.position.config import PositionConfig
 
 def t5_bucket(q_pos: torch.Tensor, k_pos: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
     """q_pos [B, T], k_pos [B, S] -> bucket ids [B, T, S] int64 in [0, num_buckets)."""
-    n = (q_pos[:, :, None] - k_pos[:, None, :]).clamp(min=0)  # [B, T, S]: distance into the past
+    return bucket_of_distance(q_pos[:, :, None] - k_pos[:, None, :], num_buckets, max_distance)  # [B, T, S]
+
+
+def bucket_of_distance(rel: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
+    """Elementwise: query position minus key position (any shape) -> bucket ids, int64."""
+    n = rel.clamp(min=0)  # distance into the past; future keys share bucket 0 (masked anyway)
     max_exact = num_buckets // 2
     # float32 in T5's order of operations, so bucket edges match T5 checkpoints exactly
     # n = 0 would give log(0); it is an exact bucket, so clamping it changes nothing selected
@@ -40,6 +45,9 @@ class T5Bias(PositionEncoding):
     def __init__(self, cfg: PositionConfig, *, n_heads: int, head_dim: int, d_model: int):
         super().__init__(cfg, n_heads=n_heads, head_dim=head_dim, d_model=d_model)
         self.weight = nn.Parameter(torch.empty(cfg.num_buckets, n_heads))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         nn.init.normal_(self.weight, std=0.02)
 
     @classmethod
@@ -53,3 +61,11 @@ class T5Bias(PositionEncoding):
     def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
         b = t5_bucket(q_pos, k_pos, self.cfg.num_buckets, self.cfg.max_distance)  # [B, T, S]
         return self.weight[b].permute(0, 3, 1, 2)  # [B, T, S, H] -> [B, H, T, S]
+
+    def score_mod(self, offset: int):
+        weight, nb, md = self.weight, self.cfg.num_buckets, self.cfg.max_distance
+
+        def t5_mod(score, b, h, q_idx, kv_idx):
+            return score + weight[bucket_of_distance(q_idx + offset - kv_idx, nb, md), h]
+
+        return t5_mod
