@@ -34,12 +34,23 @@ norm = st.fixed_dictionaries({}, optional={
     "final_norm": st.booleans(), "embedding_norm": st.booleans(),
 })
 plan = st.fixed_dictionaries({}, optional={
-    "pattern": st.sampled_from(["A", "AA", "AS", "SA", "AAA", "X"]),
+    "pattern": st.sampled_from(["A", "AA", "AS", "SA", "AAA", "X", "AE", "MA", "M", "EM"]),
     "letters": st.just({"S": {"set": {"attention.window": 2}}}),
+})
+moe = st.fixed_dictionaries({}, optional={
+    "num_experts": st.integers(-1, 6), "top_k": st.integers(-1, 4), "expert_hidden": st.integers(-1, 16),
+    "router": st.sampled_from(["softmax_topk", "topk_softmax", "sigmoid", "hash", "expert_choice", "bogus"]),
+    "shared_experts": st.integers(-1, 2), "capacity_factor": maybe(st.floats(-1, 2, allow_nan=False)),
+    "n_group": st.integers(0, 3), "topk_group": st.integers(0, 3), "correction_bias": st.booleans(),
+})
+ssm = st.fixed_dictionaries({}, optional={
+    "kind": st.sampled_from(["mamba", "mamba2", "s4"]), "d_state": st.integers(-1, 8), "expand": st.integers(-1, 3),
+    "head_dim": maybe(st.integers(-1, 16)), "dt_rank": maybe(st.integers(-1, 4)), "d_conv": st.integers(-1, 4),
 })
 configs = st.fixed_dictionaries({}, optional={
     "vocab_size": st.integers(-1, 40), "d_model": small, "n_layers": st.integers(-1, 4),
     "attention": attention, "position": position, "ffn": ffn, "norm": norm, "plan": plan,
+    "moe": maybe(moe), "ssm": maybe(ssm),
     "tie_embeddings": st.booleans(), "embed_scale": maybe(st.floats(-1, 4, allow_nan=False)),
     "logit_softcap": maybe(st.floats(-1, 30, allow_nan=False)), "unknown_key": st.integers(),
 })

@@ -178,6 +178,9 @@ def _check_layer(cfg: ModelConfig, i: int, spec: LayerSpec | None = None) -> Non
             f"d_model ({cfg.d_model}) is not divisible by attention.heads ({a.heads}){where}; set attention.head_dim explicitly",
         )
     d = a.dim(cfg.d_model)
+    from archlab.position.base import check_position_sizes
+
+    check_position_sizes(cfg.position, n_heads=a.heads, head_dim=d, d_model=cfg.d_model)
     if cfg.position.kind == "rope":
         rot = int(d * cfg.position.rotary_fraction)
         check(rot >= 2, "position.rotary_fraction", f"leaves {rot} rotary dims of head_dim {d}{where}; need at least 2")

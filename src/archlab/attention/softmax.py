@@ -29,7 +29,10 @@ class SoftmaxAttention(nn.Module):
         C, H, Hkv, D = cfg.d_model, a.heads, a.n_kv, a.dim(cfg.d_model)
         self.cfg, self.layer_idx, self.position = a, layer_idx, position
         self.H, self.Hkv, self.D = H, Hkv, D
-        self.scale = a.scale if a.scale is not None else D**-0.5
+        from archlab.position.rope_scaling import yarn_softmax_scale_multiplier
+
+        # YaRN with mscale_all_dim (DeepSeek) also rescales the softmax, rotated dims or not
+        self.scale = (a.scale if a.scale is not None else D**-0.5) * yarn_softmax_scale_multiplier(cfg.position)
         self.mask = a.mask
         self.q_proj = nn.Linear(C, H * D, bias=a.qkv_bias)
         self.k_proj = nn.Linear(C, Hkv * D, bias=a.qkv_bias)

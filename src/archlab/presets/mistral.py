@@ -6,7 +6,8 @@ from archlab.presets.llama import llama
 
 @preset("mistral-7b")
 def mistral_7b() -> ModelConfig:
-    cfg = llama(d_model=4096, n_layers=32, heads=32, kv_heads=8, head_dim=128, ffn=14336, vocab=32000, theta=10000.0)
+    cfg = llama(d_model=4096, n_layers=32, heads=32, kv_heads=8, head_dim=128, ffn=14336, vocab=32000, theta=10000.0,
+                context=32768)
     return cfg.replace(**{"attention.window": 4096})
 
 

@@ -11,7 +11,7 @@ def _olmo2(cfg: ModelConfig) -> ModelConfig:
 
 @preset("olmo-2-7b")
 def olmo_2_7b() -> ModelConfig:
-    return _olmo2(llama(d_model=4096, n_layers=32, heads=32, kv_heads=32, head_dim=128, ffn=11008, vocab=100352))
+    return _olmo2(llama(d_model=4096, n_layers=32, heads=32, kv_heads=32, head_dim=128, ffn=11008, vocab=100352, context=4096))
 
 
 @preset("olmo-2-debug")

@@ -7,7 +7,7 @@ from archlab.presets.llama import llama
 @preset("qwen3-8b")
 def qwen3_8b() -> ModelConfig:
     cfg = llama(d_model=4096, n_layers=36, heads=32, kv_heads=8, head_dim=128, ffn=12288, vocab=151936,
-                theta=1_000_000.0, eps=1e-6)
+                theta=1_000_000.0, eps=1e-6, context=40960)
     return cfg.replace(**{"attention.qk_norm": "head"})
 
 
