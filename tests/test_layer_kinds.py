@@ -64,3 +64,21 @@ def test_jamba_pattern_places_attention_and_moe():
     # one attention layer in eight: the cache is an eighth of a dense model's
     per_tok = archlab.cache_bytes_per_token(cfg, "bf16")
     assert per_tok == 4 * 8 * 128 * 2 * 2
+
+
+@pytest.mark.parametrize("kind", ["linear", "retention", "gla", "deltanet", "gated_deltanet", "based"])
+def test_linear_attention_layers_decode_like_the_full_forward(kind):
+    cfg = BASE.replace(plan={"pattern": "LA"}, linear={"kind": kind, "heads": 4})
+    m = archlab.build(cfg).eval()
+    ids = torch.randint(0, 256, (2, 12))
+    with torch.no_grad():
+        full = m(ids)
+        cache = m.new_cache(2, 16)
+        out = torch.cat([m(ids[:, :5], cache=cache)] + [m(ids[:, t:t + 1], cache=cache) for t in range(5, 12)], 1)
+    torch.testing.assert_close(out, full, atol=2e-5, rtol=1e-4)
+    assert archlab.count_params(cfg).total == m.num_params()
+    assert cache.nbytes() == archlab.cache_bytes(cfg, 16, 2, torch.float32)
+    # the linear layer's state does not grow with the context
+    attn_only = BASE.replace(n_layers=1)
+    grow = archlab.cache_bytes(cfg, 1016, 1, torch.float32) - archlab.cache_bytes(cfg, 16, 1, torch.float32)
+    assert grow == archlab.cache_bytes(attn_only, 1016, 1, torch.float32) - archlab.cache_bytes(attn_only, 16, 1, torch.float32)

@@ -15,15 +15,16 @@ from archlab.attention.config import AttentionConfig
 from archlab.configbase import Config
 from archlab.errors import ConfigError, check
 from archlab.ffn import FFNConfig
+from archlab.linear.config import LinearAttentionConfig
 from archlab.norm import NormConfig
 from archlab.moe.config import MoEConfig
 from archlab.position.config import PositionConfig
 from archlab.ssm.config import SSMConfig
 
 # Sections a layer may override; the rest (sizes, vocabulary, plan) are whole-model.
-LAYER_SECTIONS = ("attention", "position", "ffn", "norm", "moe", "ssm")
+LAYER_SECTIONS = ("attention", "position", "ffn", "norm", "moe", "ssm", "linear")
 # the config section each slot name needs
-SLOT_SECTIONS = {"moe": "moe", "ssm": "ssm"}
+SLOT_SECTIONS = {"moe": "moe", "ssm": "ssm", "linear": "linear"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ BUILTIN_LETTERS: dict[str, LayerSpec] = {
     "A": LayerSpec(mixer="attention", ffn="dense"),  # a transformer block
     "E": LayerSpec(mixer="attention", ffn="moe"),  # attention + mixture of experts
     "M": LayerSpec(mixer="ssm", ffn="none"),  # a Mamba block (mixer only)
+    "L": LayerSpec(mixer="linear", ffn="dense"),  # linear attention + MLP
 }
 
 
@@ -96,6 +98,7 @@ class ModelConfig(Config):
     norm: NormConfig = field(default_factory=NormConfig)  # norm kind and placement
     moe: MoEConfig | None = None  # routed experts, for layers whose FFN slot is "moe"
     ssm: SSMConfig | None = None  # state-space mixer, for layers whose mixer slot is "ssm"
+    linear: LinearAttentionConfig | None = None  # linear-attention mixer, for layers whose mixer slot is "linear"
     plan: LayerPlan = field(default_factory=LayerPlan)  # which mixer/FFN each layer has
     tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
     head_bias: bool = False  # a bias on the untied LM head (GPT-J)
@@ -160,6 +163,7 @@ class _Sections(Config):
     norm: NormConfig
     moe: MoEConfig | None
     ssm: SSMConfig | None
+    linear: LinearAttentionConfig | None
 
 
 def _check_layer(cfg: ModelConfig, i: int, spec: LayerSpec | None = None) -> None:
@@ -171,7 +175,7 @@ def _check_layer(cfg: ModelConfig, i: int, spec: LayerSpec | None = None) -> Non
             section = SLOT_SECTIONS.get(slot)
             if section is not None and getattr(cfg, section) is None:
                 raise ConfigError(f"{section}: layer {i} uses {slot!r} but the {section} section is not set")
-    if a.head_dim is None:
+    if a.head_dim is None and a.mla is None:  # MLA's head sizes live in attention.mla
         check(
             cfg.d_model % a.heads == 0,
             "attention.head_dim",

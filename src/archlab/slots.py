@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+import torch
 from torch import nn
 
 from archlab.registry import Registry
@@ -24,7 +25,7 @@ class Slot:
     params: Callable[["ModelConfig"], int]  # parameters of the module
     flops_per_token: Callable[["ModelConfig", int], float]  # forward matmul FLOPs per token at seq_len
     active_params: Callable[["ModelConfig"], int] | None = None  # per token, when not all are used (MoE)
-    cache_bytes: Callable[["ModelConfig", int, int, int], int] | None = None  # (cfg, seq_len, batch, elem)
+    cache_bytes: Callable[["ModelConfig", int, int, "torch.dtype"], int] | None = None  # (cfg, seq_len, batch, dtype)
 
     def active(self, cfg: "ModelConfig") -> int:
         return (self.active_params or self.params)(cfg)
@@ -35,11 +36,13 @@ FFNS: Registry[Callable[["ModelConfig"], Slot]] = Registry("plan ffn")
 
 
 def _class_slot(cls) -> Slot:
+    """Attention classes count cache bytes from the element size of the cache dtype."""
     return Slot(
         build=lambda cfg, i, pos: cls(cfg, i, pos),
         params=cls.params,
         flops_per_token=cls.flops_per_token,
-        cache_bytes=cls.cache_bytes,
+        cache_bytes=lambda cfg, seq_len, batch, dtype: cls.cache_bytes(
+            cfg, seq_len, batch, torch.empty((), dtype=dtype).element_size()),
     )
 
 
@@ -89,7 +92,19 @@ def _ssm(cfg: "ModelConfig") -> Slot:
         build=lambda c, i, pos: _owning_init(ssm.build_ssm_mixer(c.ssm, c.d_model, i)),
         params=lambda c: ssm.params(c.ssm, c.d_model),
         flops_per_token=lambda c, seq_len: ssm.flops_per_token(c.ssm, c.d_model, seq_len),
-        cache_bytes=lambda c, seq_len, batch, elem: ssm.cache_bytes(c.ssm, c.d_model, seq_len, batch, elem),
+        cache_bytes=lambda c, seq_len, batch, dtype: ssm.cache_bytes(c.ssm, c.d_model, seq_len, batch, dtype),
+    )
+
+
+@MIXERS.register("linear")
+def _linear(cfg: "ModelConfig") -> Slot:
+    from archlab import linear
+
+    return Slot(
+        build=lambda c, i, pos: _owning_init(linear.build_mixer(c.linear, c.d_model, i)),
+        params=lambda c: linear.params(c.linear, c.d_model),
+        flops_per_token=lambda c, seq_len: linear.flops_per_token(c.linear, c.d_model, seq_len),
+        cache_bytes=lambda c, seq_len, batch, dtype: linear.cache_bytes(c.linear, c.d_model, seq_len, batch, dtype),
     )
 
 

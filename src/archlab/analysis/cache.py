@@ -10,25 +10,29 @@ _NAMES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.floa
           "fp32": torch.float32, "float32": torch.float32, "int8": torch.int8, "fp8": torch.float8_e4m3fn}
 
 
-def dtype_size(dtype: torch.dtype | str) -> int:
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, str):
         if dtype not in _NAMES:
             raise ValueError(f"dtype: unknown {dtype!r}; accepted: {', '.join(_NAMES)}")
-        dtype = _NAMES[dtype]
-    return torch.empty((), dtype=dtype).element_size()
+        return _NAMES[dtype]
+    return dtype
+
+
+def dtype_size(dtype: torch.dtype | str) -> int:
+    return torch.empty((), dtype=resolve_dtype(dtype)).element_size()
 
 
 def cache_bytes(cfg: ModelConfig, seq_len: int, batch_size: int = 1, dtype: torch.dtype | str = torch.bfloat16) -> int:
     """Bytes of the whole cache for batch_size sequences of seq_len tokens, fixed states included."""
     if seq_len < 0 or batch_size <= 0:
         raise ValueError(f"cache_bytes: seq_len must be >= 0 and batch_size > 0, got {seq_len}, {batch_size}")
-    elem = dtype_size(dtype)
+    dtype = resolve_dtype(dtype)
     total = 0
     for i in range(cfg.n_layers):
         spec, lc = cfg.layer_spec(i), cfg.layer_config(i)
         slot = MIXERS.get(spec.mixer)(lc)
         if slot.cache_bytes is not None:
-            total += slot.cache_bytes(lc, seq_len, batch_size, elem)
+            total += slot.cache_bytes(lc, seq_len, batch_size, dtype)
     return total
 
 
