@@ -25,9 +25,8 @@ def check_input(x: torch.Tensor, d_model: int, cache: SSMCache | None, name: str
 @torch.no_grad()
 def init_dt_bias(bias: torch.Tensor, cfg: SSMConfig) -> None:
     """Bias such that softplus(bias) is log-uniform in [dt_min, dt_max] (floored), as in both papers."""
-    dt = torch.exp(
-        torch.rand_like(bias, dtype=torch.float32) * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min)
-    ).clamp(min=cfg.dt_init_floor)
+    lo, hi = math.log(cfg.dt_min), math.log(cfg.dt_max)
+    dt = torch.exp(torch.rand_like(bias, dtype=torch.float32) * (hi - lo) + lo).clamp(min=cfg.dt_init_floor)
     bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
     bias._no_reinit = True  # type: ignore[attr-defined]  # a model-wide init must not zero it
 

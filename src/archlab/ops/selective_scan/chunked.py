@@ -11,9 +11,9 @@ What it does instead, with the time axis cut into K chunks of L tokens:
 2. the chunk end states are chained across chunks with each chunk's total decay (K small steps);
 3. every chunk is scanned again from its true incoming state, storing all states (L steps), and
    the output y_t = C_t . h_t is one batched matmul.
-So a sequence costs 2L + K Python steps instead of T, all arithmetic is multiplication by decays in
-[0, 1] (no exp of positive cumulative sums, no overflow), and the result equals the reference scan
-up to float rounding.
+So K * L tokens cost 2L + K vectorised steps instead of K * L, all arithmetic is multiplication by
+decays in [0, 1] for A <= 0 (no exp of positive cumulative sums, no overflow), and the result
+equals the reference scan up to float rounding.
 
 The backward is written by hand (a custom autograd.Function): it saves only the inputs and one
 state per segment, recomputes the states segment by segment, and runs the same chunked scan
@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from archlab.ops.selective_scan.reference import compute_dtype
+from archlab.ops.selective_scan.reference import check_shapes, compute_dtype
 
 
 def _auto_segment_len(batch: int, E: int, N: int, L: int, device: torch.device) -> int:
@@ -193,9 +193,13 @@ def selective_scan_chunked(
         raise ValueError(f"chunk_size: must be a positive integer, got {chunk_size}")
     if segment_len is not None and segment_len < 1:
         raise ValueError(f"segment_len: must be a positive integer or None, got {segment_len}")
+    check_shapes(x, dt, A, B, C, initial_state)
     in_dtype, ct = x.dtype, compute_dtype(x.dtype)
     Bsz, T, E = x.shape
     N = A.shape[1]
+    if T == 0:
+        h = x.new_zeros(Bsz, E, N, dtype=ct) if initial_state is None else initial_state.to(ct)
+        return x.new_zeros(Bsz, 0, E), h
     L = chunk_size
     if segment_len is None:
         S = _auto_segment_len(Bsz, E, N, L, x.device)

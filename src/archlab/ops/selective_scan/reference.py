@@ -23,6 +23,21 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def check_shapes(x, dt, A, B, C, initial_state) -> None:
+    """A ValueError naming the argument whose shape does not fit x [B, T, E] and A [E, N]."""
+    if x.dim() != 3 or A.dim() != 2:
+        raise ValueError(f"x must be [B, T, E] and A [E, N]; got x {list(x.shape)}, A {list(A.shape)}")
+    (Bsz, T, E), N = x.shape, A.shape[1]
+    expected = {"dt": (dt, [Bsz, T, E]), "A": (A, [E, N]), "B": (B, [Bsz, T, N]), "C": (C, [Bsz, T, N])}
+    if initial_state is not None:
+        expected["initial_state"] = (initial_state, [Bsz, E, N])
+    for name, (t, shape) in expected.items():
+        if list(t.shape) != shape:
+            raise ValueError(
+                f"{name}: expected shape {shape} (from x {list(x.shape)}, A {list(A.shape)}), got {list(t.shape)}"
+            )
+
+
 def selective_scan_reference(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -44,6 +59,7 @@ def selective_scan_reference(
     Returns:
         y: [B, T, E] in x's dtype; final_state: [B, E, N] in float32 (float64 for float64 inputs).
     """
+    check_shapes(x, dt, A, B, C, initial_state)
     in_dtype, ct = x.dtype, compute_dtype(x.dtype)
     Bsz, T, E = x.shape
     N = A.shape[1]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from archlab.ops.ssd.reference import compute_dtype
+from archlab.ops.ssd.reference import check_shapes, compute_dtype
 
 
 def segment_sum(a: torch.Tensor) -> torch.Tensor:
@@ -55,9 +55,13 @@ def ssd_chunked(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size: must be a positive integer, got {chunk_size}")
+    check_shapes(x, dt, A, B, C, initial_state)
     in_dtype, ct = x.dtype, compute_dtype(x.dtype)
     Bsz, T, H, P = x.shape
     G, N = B.shape[-2:]
+    if T == 0:
+        h = x.new_zeros(Bsz, H, P, N, dtype=ct) if initial_state is None else initial_state.to(ct)
+        return x.new_zeros(Bsz, 0, H, P), h
     R, L = H // G, chunk_size
     pad = (-T) % L
     K = (T + pad) // L

@@ -27,6 +27,23 @@ def heads_from_groups(t: torch.Tensor, heads: int) -> torch.Tensor:
     return t.repeat_interleave(heads // t.shape[-2], dim=-2)
 
 
+def check_shapes(x, dt, A, B, C, initial_state) -> None:
+    """A ValueError naming the argument whose shape does not fit x [B, T, H, P] and B [B, T, G, N]."""
+    if x.dim() != 4 or B.dim() != 4:
+        raise ValueError(f"x must be [B, T, H, P] and B [B, T, G, N]; got x {list(x.shape)}, B {list(B.shape)}")
+    (Bsz, T, H, P), (G, N) = x.shape, B.shape[2:]
+    if G == 0 or H % G:
+        raise ValueError(f"B: its {G} groups must divide the {H} heads of x")
+    expected = {"dt": (dt, [Bsz, T, H]), "A": (A, [H]), "B": (B, [Bsz, T, G, N]), "C": (C, [Bsz, T, G, N])}
+    if initial_state is not None:
+        expected["initial_state"] = (initial_state, [Bsz, H, P, N])
+    for name, (t, shape) in expected.items():
+        if list(t.shape) != shape:
+            raise ValueError(
+                f"{name}: expected shape {shape} (from x {list(x.shape)}, B {list(B.shape)}), got {list(t.shape)}"
+            )
+
+
 def ssd_reference(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -48,6 +65,7 @@ def ssd_reference(
     Returns:
         y: [B, T, H, P] in x's dtype; final_state: [B, H, P, N] in float32 (float64 for float64 inputs).
     """
+    check_shapes(x, dt, A, B, C, initial_state)
     in_dtype, ct = x.dtype, compute_dtype(x.dtype)
     Bsz, T, H, P = x.shape
     N = B.shape[-1]
