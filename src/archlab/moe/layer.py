@@ -81,8 +81,9 @@ class MoE(nn.Module):
             total = total + cfg.z_loss_coef * z_loss(r.logits)
         return total
 
-    def forward(self, x: torch.Tensor, *, token_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, T, C]; token_ids: [B, T] integers, needed by hash routing only."""
+    def forward(self, x: torch.Tensor, *, token_ids: torch.Tensor | None = None, **_: object) -> torch.Tensor:
+        """x: [B, T, C]; token_ids: [B, T] integers, needed by hash routing only. Other keywords that
+        a block passes to every FFN are ignored."""
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x: expected [batch, time, {self.d_model}], got shape {tuple(x.shape)}")
         B, T, C = x.shape

@@ -24,7 +24,8 @@ from archlab.registry import Registry
 
 @dataclass
 class Routing:
-    token_idx: torch.Tensor  # [S] the token each assignment reads and writes
+    token_idx: torch.Tensor | None  # [S] the token each assignment reads and writes; None = token-major,
+    #                                 top_k per token (lets the dispatch skip atomic scatter-adds)
     expert_idx: torch.Tensor  # [S]
     weight: torch.Tensor  # [S] float32, differentiable where the router is learned
     counts: torch.Tensor  # [E] float32 assignments per expert as routed, before any capacity drop
@@ -63,7 +64,8 @@ class Router(nn.Module):
         return self
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, C] -> [N, E] float32, with training-time jitter on the router input (Switch)."""
+        """[N, C] -> [N, E] float32, with training-time jitter on the router input only (Switch;
+        transformers' Mixtral also jitters the experts' input)."""
         eps = self.cfg.router_jitter
         if self.training and eps > 0:
             x = x * torch.empty_like(x).uniform_(1.0 - eps, 1.0 + eps)
@@ -98,14 +100,15 @@ def _limit_groups(choice: torch.Tensor, cfg: MoEConfig) -> torch.Tensor:
 def _per_token(cfg: MoEConfig, selected: torch.Tensor, weight: torch.Tensor, **extra) -> Routing:
     """[N, K] picks and weights -> flat token-major assignments, dropping those over capacity."""
     N, K = selected.shape
-    token_idx = torch.arange(N, device=selected.device).repeat_interleave(K)  # [N*K]
+    token_idx = None  # token-major: assignment s belongs to token s // K
     expert_idx, flat_weight = selected.reshape(-1), weight.reshape(-1)  # [N*K]
     dropped = torch.zeros((), device=selected.device)
     if cfg.capacity_factor is not None:
         cap = expert_capacity(cfg.capacity_factor, N, K, cfg.num_experts)
         keep = keep_within_capacity(selected, cap, cfg.num_experts).reshape(-1)  # [N*K]
         dropped = 1.0 - keep.float().mean()
-        token_idx, expert_idx, flat_weight = token_idx[keep], expert_idx[keep], flat_weight[keep]
+        token_idx = torch.arange(N, device=selected.device).repeat_interleave(K)[keep]  # [S]
+        expert_idx, flat_weight = expert_idx[keep], flat_weight[keep]
     return Routing(token_idx, expert_idx, flat_weight, _counts(selected, cfg.num_experts), dropped,
                    selected=selected, **extra)
 

@@ -31,7 +31,7 @@ def check_inputs(
     x: torch.Tensor,
     w_in: torch.Tensor,
     w_out: torch.Tensor,
-    token_idx: torch.Tensor,
+    token_idx: torch.Tensor | None,
     expert_idx: torch.Tensor,
     weight: torch.Tensor,
     activation: str,
@@ -56,11 +56,16 @@ def check_inputs(
     I = w_out.shape[2]
     if GI not in (I, 2 * I):
         raise ValueError(f"w_in: second dim {GI} must be I={I} (plain MLP) or 2*I={2 * I} (gated experts)")
+    if expert_idx.dim() != 1:
+        raise ValueError(f"expert_idx: expected 1D [assignments], got shape {tuple(expert_idx.shape)}")
     S = expert_idx.shape[0]
-    for name, t in (("token_idx", token_idx), ("expert_idx", expert_idx), ("weight", weight)):
+    if token_idx is None and S and (x.shape[0] == 0 or S % x.shape[0]):
+        raise ValueError(f"token_idx=None means k assignments per token, but {S} assignments for {x.shape[0]} tokens")
+    given = [("token_idx", token_idx)] if token_idx is not None else []
+    for name, t in (*given, ("weight", weight)):
         if t.dim() != 1 or t.shape[0] != S:
             raise ValueError(f"{name}: expected 1D of length {S} (one per assignment), got shape {tuple(t.shape)}")
-    for name, t in (("token_idx", token_idx), ("expert_idx", expert_idx)):
+    for name, t in (*given, ("expert_idx", expert_idx)):
         if t.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"{name}: expected an integer tensor, got {t.dtype}")
     if w_in.dtype != x.dtype or w_out.dtype != x.dtype:
@@ -68,6 +73,6 @@ def check_inputs(
     if check_range and S > 0:
         if int(expert_idx.min()) < 0 or int(expert_idx.max()) >= E:
             raise ValueError(f"expert_idx: values must be in [0, {E}), got [{int(expert_idx.min())}, {int(expert_idx.max())}]")
-        if int(token_idx.min()) < 0 or int(token_idx.max()) >= x.shape[0]:
+        if token_idx is not None and (int(token_idx.min()) < 0 or int(token_idx.max()) >= x.shape[0]):
             raise ValueError(f"token_idx: values must be in [0, {x.shape[0]})")
     return GI == 2 * I

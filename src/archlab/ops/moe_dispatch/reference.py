@@ -20,7 +20,7 @@ def expert_ffn(
     x: torch.Tensor,
     w_in: torch.Tensor,
     w_out: torch.Tensor,
-    token_idx: torch.Tensor,
+    token_idx: torch.Tensor | None,
     expert_idx: torch.Tensor,
     weight: torch.Tensor,
     *,
@@ -30,12 +30,16 @@ def expert_ffn(
 
     x: [N, C]; w_in: [E, G*I, C] (gated: rows [:I] gate, [I:] up, as transformers' ``gate_up_proj``);
     w_out: [E, C, I]; token_idx, expert_idx: [S] integers; weight: [S] (any float dtype).
+    token_idx=None means token-major with k = S / N assignments per token (token choice, no drops):
+    token_idx = [0]*k + [1]*k + ...
     FFN_e(x) = w_out[e] @ expert_hidden(w_in[e] @ x). Returns [N, C] in x's dtype, accumulated in at
     least float32. A token with no assignment gets zeros.
     """
     gated = check_inputs(x, w_in, w_out, token_idx, expert_idx, weight, activation, check_range=True)
     acc = torch.promote_types(x.dtype, torch.float32)  # bfloat16 inputs still add up in float32
     out = torch.zeros(x.shape, dtype=acc, device=x.device)
+    if token_idx is None:
+        token_idx = torch.arange(x.shape[0], device=x.device).repeat_interleave(expert_idx.numel() // x.shape[0])
     for e in range(w_in.shape[0]):
         sel = (expert_idx == e).nonzero().squeeze(1)  # [n_e] the assignments expert e serves
         if sel.numel() == 0:
