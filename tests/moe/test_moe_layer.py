@@ -148,3 +148,21 @@ def test_update_bias_moves_toward_equal_load_and_only_counts_training():
     assert m.load_since_update.sum() == 0
     m_off = MoE(_cfg("softmax_topk", None), C)
     m_off.update_bias()  # no-op without aux-loss-free balancing
+
+
+def test_capacity_drops_tokens_in_training_only():
+    """At inference a token's experts may not depend on its batch-mates (cached decoding)."""
+    import archlab
+
+    cfg = archlab.presets.get("switch-style-debug")
+    model = archlab.build(cfg)
+    ids = torch.randint(0, cfg.vocab_size, (4, 16))
+    model.train()
+    model(ids)
+    moes = [m for m in model.modules() if type(m).__name__ == "MoE"]
+    assert any(float(m.stats["dropped_fraction"]) > 0 for m in moes) or all(m.cfg.capacity_factor for m in moes)
+    model.eval()
+    with torch.no_grad():
+        full = model(ids)
+        one = torch.cat([model(ids[i:i + 1]) for i in range(4)])
+    torch.testing.assert_close(full, one, atol=1e-5, rtol=1e-4)

@@ -50,7 +50,7 @@ class MoEConfig(Config):
     topk_group: int = 1  # ... and a token may only use experts of its topk_group best groups
     group_score: Literal["max", "top2_sum"] = "max"  # a group's score: best expert (V2) or best two (V3)
     router_jitter: float = 0.0  # training-time multiplicative noise U(1-eps, 1+eps) on the router input
-    capacity_factor: float | None = None  # None = dropless; else each expert takes at most cf*N*k/E tokens
+    capacity_factor: float | None = None  # None = dropless; else in training each expert takes at most cf*N*k/E tokens
     shared_experts: int = 0  # always-on experts beside the routed ones (DeepSeekMoE, Qwen2-MoE)
     shared_expert_hidden: int | None = None  # width of each shared expert; None = expert_hidden
     shared_gate: bool = False  # scale the shared output by sigmoid(w . x) (Qwen2-MoE)

@@ -97,13 +97,16 @@ def _limit_groups(choice: torch.Tensor, cfg: MoEConfig) -> torch.Tensor:
     return grouped.masked_fill(~keep[..., None], float("-inf")).view(N, E)
 
 
-def _per_token(cfg: MoEConfig, selected: torch.Tensor, weight: torch.Tensor, **extra) -> Routing:
-    """[N, K] picks and weights -> flat token-major assignments, dropping those over capacity."""
+def _per_token(cfg: MoEConfig, selected: torch.Tensor, weight: torch.Tensor, *, training: bool = True, **extra) -> Routing:
+    """[N, K] picks and weights -> flat token-major assignments, dropping those over capacity.
+
+    Tokens are dropped in training only: at inference a token's experts must not depend on
+    which other tokens share its batch, or cached decoding would differ from the full forward."""
     N, K = selected.shape
     token_idx = None  # token-major: assignment s belongs to token s // K
     expert_idx, flat_weight = selected.reshape(-1), weight.reshape(-1)  # [N*K]
     dropped = torch.zeros((), device=selected.device)
-    if cfg.capacity_factor is not None:
+    if cfg.capacity_factor is not None and training:
         cap = expert_capacity(cfg.capacity_factor, N, K, cfg.num_experts)
         keep = keep_within_capacity(selected, cap, cfg.num_experts).reshape(-1)  # [N*K]
         dropped = 1.0 - keep.float().mean()
@@ -137,7 +140,7 @@ def _token_choice(router: Router, x: torch.Tensor, token_ids: torch.Tensor | Non
         if cfg.norm_topk_prob:
             weight = weight / (weight.sum(dim=-1, keepdim=True) + 1e-20)
     weight = weight * cfg.routed_scaling_factor
-    return _per_token(cfg, selected, weight, probs=probs, logits=logits)
+    return _per_token(cfg, selected, weight, training=router.training, probs=probs, logits=logits)
 
 
 for _kind in ("softmax_topk", "topk_softmax", "sigmoid"):
