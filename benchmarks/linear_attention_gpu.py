@@ -1,0 +1,163 @@
+"""GPU benchmark: our compiled chunkwise linear attention and GLA against flash-linear-attention
+(fla) and causal SDPA, forward + backward, bf16, B=4, H=16, D=128, T in {2k, 8k, 32k}.
+
+    python benchmarks/linear_attention_gpu.py --out linear_attention_gpu.md [--chunk-size 64]
+
+Prints a table (ours, reference, ratio) and writes it as Markdown to --out. Times are CUDA-event
+medians of --iters runs after --warmup runs; a row that runs out of memory (or fails) is
+reported and skipped. fla is optional: without it the fla columns say "fla not installed".
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from archlab.ops.gla import gla  # noqa: E402
+from archlab.ops.linear_attn import linear_attn  # noqa: E402
+
+try:
+    from fla.ops.gla import chunk_gla
+    from fla.ops.linear_attn import chunk_linear_attn
+    FLA = True
+except Exception as exc:  # noqa: BLE001 - any import failure means "no fla" here
+    FLA_ERROR = f"{type(exc).__name__}: {exc}"
+    FLA = False
+
+
+def time_fwd_bwd(fn, inputs, warmup: int, iters: int) -> float:
+    """Median milliseconds of fn(*inputs) forward + backward (CUDA events)."""
+    def step():
+        for x in inputs:
+            x.grad = None
+        out = fn(*inputs)
+        out.backward(grad)
+    out = fn(*inputs)
+    grad = torch.randn_like(out)
+    del out
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def make(shape, requires_grad=True, fn=None):
+    x = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
+    if fn is not None:
+        x = fn(x)
+    return x.detach().requires_grad_(requires_grad)
+
+
+def cases(B, H, T, D, chunk_size):
+    """(name, ours (fn, inputs), reference name, reference (fn, inputs) or None)."""
+    bhtd, bthd = (B, H, T, D), (B, T, H, D)
+    logsig = lambda x: F.logsigmoid(x.float()).div(16).to(torch.bfloat16)  # noqa: E731 - GLA's gate
+    ours_la = (lambda q, k, v: linear_attn(q, k, v, form="chunk_compiled", chunk_size=chunk_size)[0],
+               [make(bhtd), make(bhtd), make(bhtd)])
+    ours_gla = (lambda q, k, v, g: gla(q, k, v, g, form="chunk_compiled", chunk_size=chunk_size)[0],
+                [make(bhtd), make(bhtd), make(bhtd), make(bhtd, fn=logsig)])
+    ref_la = ref_gla = None
+    if FLA:
+        ref_la = (lambda q, k, v: chunk_linear_attn(q, k, v, normalize=False)[0],
+                  [make(bthd), make(bthd), make(bthd)])
+        ref_gla = (lambda q, k, v, g: chunk_gla(q, k, v, g)[0],
+                   [make(bthd), make(bthd), make(bthd), make(bthd, fn=logsig)])
+    sdpa = (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            [make(bhtd), make(bhtd), make(bhtd)])
+    return [
+        ("linear_attn", ours_la, "fla chunk_linear_attn", ref_la),
+        ("linear_attn", ours_la, "sdpa causal", sdpa),
+        ("gla", ours_gla, "fla chunk_gla", ref_gla),
+        ("gla", ours_gla, "sdpa causal", sdpa),
+    ]
+
+
+def write_table(args, header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    table = "\n".join(lines)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, B={args.batch} H={args.heads} "
+        f"D={args.dim}, bf16, forward+backward, CUDA-event median of {args.iters} runs, "
+        f"chunk_size={args.chunk_size}\n\n{table}\n")
+    return table
+
+
+def fmt(x):
+    return x if isinstance(x, str) else f"{x:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="Markdown file to write the table to")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[2048, 8192, 32768])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--chunk-size", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=10)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("linear_attention_gpu.py needs a CUDA device")
+    if not FLA:
+        print(f"fla not installed ({FLA_ERROR})")
+    print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, B={args.batch} H={args.heads} "
+          f"D={args.dim} bf16 fwd+bwd, chunk_size={args.chunk_size}")
+    header = ["op", "T", "ours ms", "reference", "ref ms", "ours/ref"]
+    rows = []
+    for T in args.lengths:
+        measured: dict[int, float | str] = {}  # id(fn) -> ms, so shared rows are timed once
+        try:
+            items = cases(args.batch, args.heads, T, args.dim, args.chunk_size)
+        except torch.OutOfMemoryError:
+            print(f"T={T}: out of memory building inputs")
+            torch.cuda.empty_cache()
+            continue
+        for name, ours, ref_name, ref in items:
+            def run(pair):
+                if pair is None:
+                    return "fla not installed"
+                if id(pair) in measured:
+                    return measured[id(pair)]
+                t0 = time.time()
+                try:
+                    ms = time_fwd_bwd(pair[0], pair[1], args.warmup, args.iters)
+                except torch.OutOfMemoryError:
+                    ms = "OOM"
+                except Exception as exc:  # noqa: BLE001 - report the row, keep going
+                    traceback.print_exc(limit=2)
+                    ms = f"error: {type(exc).__name__}"
+                torch.cuda.empty_cache()
+                measured[id(pair)] = ms
+                print(f"  timed in {time.time() - t0:.1f}s", file=sys.stderr)
+                return ms
+            a, b = run(ours), run(ref)
+            ratio = a / b if isinstance(a, float) and isinstance(b, float) else "-"
+            row = [name, str(T), fmt(a), ref_name, fmt(b), fmt(ratio)]
+            rows.append(row)
+            print(" | ".join(row), flush=True)
+            write_table(args, header, rows)  # after every row: a killed run keeps what it measured
+        del items
+        torch.cuda.empty_cache()
+    print(write_table(args, header, rows))
+
+
+if __name__ == "__main__":
+    main()
