@@ -1,0 +1,41 @@
+"""Tensor layouts of fused and transposed checkpoint weights: (load, save) pairs for ``rule``.
+
+Shapes: H heads, D head dim, C model width; ``*rest`` is the input width of a weight or
+nothing for a bias.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def split_rows(*sizes: int):
+    """One fused [sum(sizes), *rest] tensor <-> its row blocks (Phi-3 qkv_proj, gate_up_proj)."""
+    return (lambda t: tuple(x.contiguous() for x in t.split(list(sizes), dim=0)),
+            lambda *ts: (torch.cat(ts, dim=0),))
+
+
+def transposed():
+    """GPT-2's Conv1D stores [in, out]; nn.Linear holds [out, in]."""
+    return (lambda t: (t.t().contiguous(),), lambda t: (t.t().contiguous(),))
+
+
+def transposed_split(*sizes: int):
+    """GPT-2's c_attn: a Conv1D [C, 3C] whose columns are q | k | v."""
+    return (lambda t: tuple(x.contiguous() for x in t.t().split(list(sizes), dim=0)),
+            lambda *ts: (torch.cat(ts, dim=0).t().contiguous(),))
+
+
+def per_head_qkv(H: int, D: int):
+    """GPT-NeoX/BLOOM query_key_value: rows grouped per head as [H, 3, D] (q_h, k_h, v_h for each head)."""
+
+    def load(t: torch.Tensor):
+        rest = t.shape[1:]
+        v = t.view(H, 3, D, *rest)  # [H, 3, D, *rest]
+        return tuple(v[:, j].reshape(H * D, *rest).contiguous() for j in range(3))  # [H*D, *rest] each
+
+    def save(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        rest = q.shape[1:]
+        heads = [x.view(H, D, *rest) for x in (q, k, v)]  # [H, D, *rest] each
+        return (torch.stack(heads, dim=1).reshape(3 * H * D, *rest),)  # [H, 3, D, *rest] -> [3*H*D, *rest]
+
+    return load, save
