@@ -173,3 +173,14 @@ def test_static_cache_decode_equals_full_forward():
         model(ids[:, :1], cache=cache)
     with pytest.raises(ValueError, match="static mode"):
         archlab.build(tiny(**{"attention.window": 3})).new_cache(1, 8, static=True)
+
+
+def test_cache_in_another_dtype_than_the_model():
+    model = archlab.build(tiny()).eval()
+    ids = torch.randint(0, 97, (1, 6))
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_cache(1, 8, dtype=torch.bfloat16)
+        out = torch.cat([model(ids[:, :3], cache=cache)] + [model(ids[:, t:t + 1], cache=cache) for t in range(3, 6)], 1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, full, atol=0.1, rtol=0.05)  # bf16 keys/values

@@ -120,6 +120,57 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """transformers checkpoint <-> archlab's format (config.json of the ModelConfig + model.safetensors)."""
+    import json
+
+    import torch
+
+    from archlab.interop import MissingDependencyError, from_hf, load_archlab, save_archlab, to_hf
+
+    dtypes = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+              "fp16": torch.float16, "float16": torch.float16}
+    if args.dtype is not None and args.dtype not in dtypes:
+        raise ConfigError(f"--dtype {args.dtype!r}: accepted: {', '.join(dtypes)}")
+    dtype = dtypes.get(args.dtype) if args.dtype else None
+    try:
+        if args.from_hf:
+            model = from_hf(args.from_hf, dtype=dtype)
+            out = save_archlab(model, args.out, max_shard_size=args.max_shard_size)
+            what = "archlab (config.json + model.safetensors)"
+        else:
+            model = load_archlab(args.to_hf, dtype=dtype)
+            out = to_hf(model, args.out, model_type=args.model_type, max_shard_size=args.max_shard_size)
+            what = f"transformers {json.loads((out / 'config.json').read_text())['model_type']}"
+    except MissingDependencyError as e:
+        print(f"archlab: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({what}): {model.num_params():,} parameters, {model.cfg.n_layers} layers x {model.cfg.d_model}")
+    return 0
+
+
+def cmd_kv(args: argparse.Namespace) -> int:
+    """Cache memory per preset: weights, cache per token and per request, batch that fits."""
+    from archlab.analysis.planner import format_report, kv_report, parse_bytes, plot_cache_vs_context
+
+    contexts = [parse_size(c) for c in args.context.split(",") if c.strip()]
+    gpu_mem = parse_bytes(args.gpu_mem) if args.gpu_mem else None
+    cfgs = [load_config(spec, args.set) for spec in args.configs]
+    reports = [kv_report(cfg, contexts, dtype=args.dtype, batch=args.batch, gpu_mem=gpu_mem,
+                         weight_dtype=args.weight_dtype, name=cfg.name or spec) for cfg, spec in zip(cfgs, args.configs)]
+    print("\n\n".join(format_report(r) for r in reports))
+    print("\n(max batch: weights + caches only; activations and allocator slack not counted)")
+    if args.plot:
+        try:
+            plot_cache_vs_context(cfgs, args.plot, dtype=args.dtype, max_context=max(contexts), gpu_mem=gpu_mem,
+                                  names=[r.name for r in reports])
+        except ImportError as e:
+            print(f"archlab: error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="archlab", description="The decoder-only transformer as a design space.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -131,6 +182,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", default="4096", help="context length for FLOPs and whole-cache bytes (e.g. 4k)")
     p.add_argument("--dtype", default="bf16", help="cache dtype: bf16, fp16, fp32, fp8, int8")
     p.set_defaults(fn=cmd_info)
+    p = sub.add_parser("convert", help="convert between a transformers checkpoint and archlab's format",
+                       description="archlab's format is a directory with config.json (the ModelConfig) and "
+                                   "model.safetensors (or shards + model.safetensors.index.json).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-hf", metavar="DIR", help="a local transformers directory (config.json + safetensors)")
+    src.add_argument("--to-hf", metavar="ARCHLAB_DIR", help="a directory in archlab's format")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write")
+    p.add_argument("--model-type", default=None, help="with --to-hf: the transformers family (default: the first that fits)")
+    p.add_argument("--dtype", default=None, help="cast weights: fp32, bf16, fp16 (default: keep)")
+    p.add_argument("--max-shard-size", default="5GB", help="split weights into files of at most this size (e.g. 2GB)")
+    p.set_defaults(fn=cmd_convert)
+    p = sub.add_parser("kv", help="KV-cache/state memory per preset: per token, per request, batch that fits a GPU")
+    p.add_argument("configs", nargs="+", metavar="PRESET", help="preset names or .json/.yaml configs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override for every config")
+    p.add_argument("--context", default="4k,32k,128k", help="comma-separated context lengths (e.g. 4k,32k,128k)")
+    p.add_argument("--batch", type=int, default=1, help="requests per batch for the batch cache column")
+    p.add_argument("--dtype", default="bf16", help="cache dtype: bf16, fp16, fp32, or int8/fp8 (quantized, scales included)")
+    p.add_argument("--weight-dtype", default="bf16", help="weight dtype for the weight bytes: bf16, fp16, fp32, fp8, int8")
+    p.add_argument("--gpu-mem", default="141GiB", help="GPU memory for the largest batch (e.g. 141GiB, 80GB)")
+    p.add_argument("--plot", metavar="OUT.png", help="draw cache bytes against context, one line per preset (needs matplotlib)")
+    p.set_defaults(fn=cmd_kv)
+    from archlab.train.cli import add_commands as add_train_commands  # train, generate
+
+    add_train_commands(sub)
+    from archlab.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return ap
 
 

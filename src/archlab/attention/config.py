@@ -4,16 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from archlab.attention.mla_config import MLAConfig
 from archlab.configbase import Config
 from archlab.errors import check
 
 Backend = Literal["auto", "eager", "sdpa", "flex"]
+CacheDtype = Literal["auto", "int8", "fp8"]
 
 
 @dataclass(frozen=True)
 class AttentionConfig(Config):
     _section = "attention"
-    kind: Literal["softmax"] = "softmax"  # the attention family (registered in attention.ATTENTION)
+    kind: Literal["softmax", "mla"] = "softmax"  # the attention family (registered in attention.ATTENTION)
     heads: int = 8  # query heads
     kv_heads: int | None = None  # key/value heads: None = heads (MHA), 1 = MQA, between = GQA
     head_dim: int | None = None  # per-head width; None = d_model // heads
@@ -27,6 +29,8 @@ class AttentionConfig(Config):
     sparse_block: int | None = None  # block-sparse: a query sees its own and the previous block of keys (Longformer/BigBird local)
     global_tokens: int = 0  # with sparse_block: the first tokens every query sees (BigBird/Longformer global)
     backend: Backend = "auto"  # eager reference, PyTorch SDPA, flex_attention (CUDA), or auto (logs its pick once)
+    mla: MLAConfig | None = None  # latent attention shape (kind=mla)
+    cache_dtype: CacheDtype = "auto"  # store K/V (or the MLA latent) quantized, dequantized on read; auto = the model's dtype
 
     def __post_init__(self) -> None:
         check(self.heads > 0, "attention.heads", f"must be a positive integer, got {self.heads}")
@@ -57,6 +61,18 @@ class AttentionConfig(Config):
             "attention.backend",
             "sdpa cannot apply logit soft-capping; use backend=eager or auto",
         )
+        self._check_mla()
+
+    def _check_mla(self) -> None:
+        if self.kind != "mla":
+            check(self.mla is None, "attention.mla", f"only used by kind 'mla', got kind {self.kind!r}")
+            return
+        check(self.mla is not None, "attention.mla", "kind 'mla' needs its shape: set attention.mla (e.g. attention.mla.kv_lora_rank=512)")
+        for name, bad in (("kv_heads", self.kv_heads is not None), ("head_dim", self.head_dim is not None),
+                          ("qk_norm", self.qk_norm != "none")):
+            check(not bad, f"attention.{name}", "not used by kind 'mla' (its sizes live in attention.mla); leave it at its default")
+        check(self.window is None and self.sparse_block is None, "attention.window",
+              "kind 'mla' keeps a full latent cache; sliding-window and block-sparse patterns are not supported with it")
 
     @property
     def mask(self) -> "MaskSpec":
@@ -69,4 +85,8 @@ class AttentionConfig(Config):
         return self.kv_heads or self.heads
 
     def dim(self, d_model: int) -> int:
+        """Per-head width the position encoding acts on: head_dim, or for MLA the rotated
+        key width qk_rope_head_dim (as transformers sets DeepSeek's head_dim)."""
+        if self.mla is not None:
+            return self.mla.qk_rope_head_dim
         return self.head_dim or d_model // self.heads

@@ -14,6 +14,7 @@ from archlab.attention.backends import BACKENDS, pick_backend
 from archlab.attention.registry import ATTENTION
 from archlab.cache.kv import KVCache
 from archlab.cache.sliding import SlidingKVCache
+from archlab.cache.quantized import quantized_kv_bytes, quantized_kv_cache
 from archlab.norm import rms_norm
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class SoftmaxAttention(nn.Module):
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> KVCache | SlidingKVCache:
         """A ring buffer of window (+ sink) slots for windowed layers, else a full cache."""
+        if self.cfg.cache_dtype != "auto":
+            return quantized_kv_cache(self.cfg.cache_dtype, batch_size, self.Hkv, max_len, self.D, window=self.cfg.window,
+                                      sinks=self.cfg.sinks, dtype=dtype, device=device)
         if self.cfg.window is not None:
             return SlidingKVCache(batch_size, self.Hkv, max_len, self.D, window=self.cfg.window, sinks=self.cfg.sinks,
                                   dtype=dtype, device=device)
@@ -101,6 +105,8 @@ class SoftmaxAttention(nn.Module):
     @staticmethod
     def cache_bytes(cfg: "ModelConfig", seq_len: int, batch_size: int, elem: int) -> int:
         a = cfg.attention
+        if a.cache_dtype != "auto":
+            return quantized_kv_bytes(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), window=a.window, sinks=a.sinks)
         if a.window is not None:
             return SlidingKVCache.bytes_for(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), None, elem,
                                             window=a.window, sinks=a.sinks)

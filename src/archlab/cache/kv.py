@@ -39,7 +39,8 @@ class KVCache:
         self.v[:, :, start:end] = v.to(self.v.dtype)
         self.length = end
         k_pos = torch.arange(end, device=k.device).expand(k.shape[0], end)
-        return self.k[:, :, :end], self.v[:, :, :end], k_pos
+        # a cache stored in another dtype than the model's is read back in the model's
+        return self.k[:, :, :end].to(k.dtype), self.v[:, :, :end].to(v.dtype), k_pos
 
     def nbytes(self) -> int:
         return tensor_bytes(self.k, self.v)
