@@ -23,6 +23,8 @@ PUBLISHED = {
     "jamba-v0.1": 51_570_323_328,
     "mamba-2.8b": 2_768_345_600,
     "mamba2-2.7b": 2_831_336_960,
+    "deepseek-v2-lite": 15_706_484_224,
+    "deepseek-v3": 671_026_404_352,
 }
 
 
@@ -40,6 +42,10 @@ def test_analytic_count_equals_built_model(name):
     cfg = presets.get(name)
     model = archlab.build(cfg, device="meta")
     assert archlab.count_params(cfg).total == model.num_params()
+
+
+def test_deepseek_v3_latent_cache_bytes():
+    assert archlab.cache_bytes_per_token(presets.get("deepseek-v3"), "bf16") == 61 * (512 + 64) * 2
 
 
 def test_published_cache_bytes_per_token():
