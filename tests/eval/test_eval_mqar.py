@@ -91,6 +91,8 @@ def test_recipe_schedule_and_stop_at(monkeypatch, h):
     rec = TrainRecipe(steps=10, lr=1.0, warmup_steps=4, schedule="cosine")
     assert rec.lr_at(0) == pytest.approx(0.25) and rec.lr_at(3) == pytest.approx(1.0)
     assert rec.lr_at(4) == pytest.approx(1.0) and rec.lr_at(10) == pytest.approx(0.0)
+    wsd = TrainRecipe(steps=10, lr=1.0, schedule="wsd", decay_fraction=0.5)
+    assert [wsd.lr_at(s) for s in (0, 4, 5, 9)] == pytest.approx([1.0, 1.0, 1.0, 0.2])
     from archlab.eval import recipe
 
     monkeypatch.setattr(recipe, "task_accuracy", lambda model, x, y: (3, 4))

@@ -109,8 +109,8 @@ def _settings() -> dict[str, MQARSetting]:
         # learned by softmax attention on a 2-core CPU in minutes (benchmarks/mqar_cpu.py)
         "cpu": MQARSetting(
             task=MQARConfig(vocab_size=128, seq_len=64, n_pairs=8),
-            recipe=TrainRecipe(steps=3000, batch_size=64, lr=3e-3, schedule="cosine", eval_every=250, eval_examples=512,
-                               stop_at=0.99),
+            recipe=TrainRecipe(steps=3000, batch_size=64, lr=3e-3, schedule="wsd", decay_fraction=0.2, eval_every=250,
+                               eval_examples=512, stop_at=0.99),
             model={"vocab_size": 128, "d_model": 64, "n_layers": 2, "attention": {"heads": 4}},
             note="4 heads of dim 16 learn it by about step 1,000; 1-2 heads stay at 1/n_pairs for 3,000 steps",
         ),

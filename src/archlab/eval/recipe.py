@@ -44,7 +44,8 @@ class TrainRecipe(Config):
     batch_size: int = 64  # sequences per step
     lr: float = 1e-3  # AdamW peak learning rate
     warmup_steps: int = 0  # linear warmup from 0 to lr
-    schedule: Literal["constant", "cosine"] = "constant"  # after warmup: keep lr, or cosine decay to 0
+    schedule: Literal["constant", "cosine", "wsd"] = "constant"  # after warmup: keep lr, cosine decay to 0, or keep then decay linearly to 0
+    decay_fraction: float = 0.2  # wsd: the share of steps, at the end, over which lr falls to 0
     weight_decay: float = 0.0  # AdamW decoupled weight decay on matrices (not norms or biases)
     beta1: float = 0.9  # AdamW first-moment decay
     beta2: float = 0.98  # AdamW second-moment decay (shorter memory than 0.999 suits fresh synthetic batches)
@@ -62,6 +63,7 @@ class TrainRecipe(Config):
         check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "recipe.beta1", "beta1 and beta2 must be in [0, 1)")
         check(self.weight_decay >= 0, "recipe.weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.grad_clip is None or self.grad_clip > 0, "recipe.grad_clip", "must be > 0 or null")
+        check(0 < self.decay_fraction <= 1, "recipe.decay_fraction", f"must be in (0, 1], got {self.decay_fraction}")
         check(self.stop_at is None or 0 < self.stop_at <= 1, "recipe.stop_at", "must be in (0, 1] or null")
 
     def lr_at(self, step: int) -> float:
@@ -69,6 +71,9 @@ class TrainRecipe(Config):
             return self.lr * (step + 1) / self.warmup_steps
         if self.schedule == "constant":
             return self.lr
+        if self.schedule == "wsd":
+            start = self.steps - round(self.decay_fraction * self.steps)  # the first decaying step
+            return self.lr if step < start else self.lr * (self.steps - step) / max(1, self.steps - start)
         t = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 

@@ -1,0 +1,88 @@
+"""MQAR on the CPU: softmax attention vs elu+1 linear attention vs a hybrid, one recipe.
+
+Each model is trained from scratch on fresh MQAR batches (``archlab.eval.recipe.train_on_task``)
+with the ``cpu`` setting of ``archlab.eval.mqar.MQAR_SETTINGS`` unless overridden, and held-out
+accuracy is printed every ``eval_every`` steps and in a final table. The models share width,
+depth, heads and MLP; only the token mixers differ:
+  softmax  plan "AA" (RoPE softmax attention, 4 heads)
+  linear   plan "LL" (kind linear, elu+1 feature map, normalised; 4 heads)
+  hybrid   plan "AL" (softmax attention, then linear attention)
+
+    python benchmarks/mqar_cpu.py                       # all three, one after the other
+    python benchmarks/mqar_cpu.py --only softmax        # one (run several processes in parallel)
+    python benchmarks/mqar_cpu.py --table               # the table from saved results
+    python benchmarks/mqar_cpu.py --setting zoology --device cuda --lrs 1e-4,4.6e-4,2.15e-3,1e-2   # the paper's (GPU)
+
+Results are saved as JSON under --out, so parallel runs can be tabulated afterwards. Chance is
+1/(V/2) per query; a model that only learns which values occur sits near 1/n_pairs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import archlab
+from archlab.cli import table
+from archlab.eval.mqar import MQAR_SETTINGS
+from archlab.eval.recipe import sweep_lr, train_on_task
+
+MODELS = {
+    "softmax": {"plan": {"pattern": "A"}},  # cycled to every layer: AA
+    "linear": {"plan": {"pattern": "L"}, "linear": {"kind": "linear", "heads": 4}},  # LL
+    "hybrid": {"plan": {"pattern": "AL"}, "linear": {"kind": "linear", "heads": 4}},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--setting", default="cpu", choices=sorted(MQAR_SETTINGS))
+    ap.add_argument("--only", choices=sorted(MODELS), action="append", default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--lrs", default=None, help="comma-separated learning rates: train once each and keep the best "
+                                                 "(Zoology: 1e-4,4.6e-4,2.15e-3,1e-2)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 avoids oversubscription on a busy CPU)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--table", action="store_true", help="only print the table of saved results")
+    ap.add_argument("--out", type=Path, default=Path("runs/mqar_cpu"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setting = MQAR_SETTINGS[args.setting]
+    recipe = setting.recipe.replace(**{k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None})
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        for name in args.only or list(MODELS):
+            cfg = archlab.ModelConfig.from_dict({**setting.model, **MODELS[name]})
+            t0 = time.perf_counter()
+            kw = dict(device=args.device, label=name, on_eval=lambda row, n=name: print(f"{n} {row}", flush=True))
+            if args.lrs:
+                r = sweep_lr(cfg, setting.task, recipe, [float(x) for x in args.lrs.split(",")], **kw)
+            else:
+                r = train_on_task(cfg, setting.task, recipe, **kw)
+            r.seconds = round(time.perf_counter() - t0, 1)
+            (args.out / f"{args.setting}-{name}.json").write_text(json.dumps(r.to_dict(), indent=1))
+    rows = []
+    for name in MODELS:
+        path = args.out / f"{args.setting}-{name}.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        curve = " ".join(f"{h['accuracy']:.2f}" for h in r["history"] if "accuracy" in h)
+        pattern = r["model"]["plan"]["pattern"]
+        layers = (pattern * r["model"]["n_layers"])[: r["model"]["n_layers"]]  # the letter of each layer
+        rows.append([name, layers, f"{r['params']:,}", str(r["steps"]), f"{r['accuracy']:.3f}",
+                     f"{r['best_accuracy']:.3f}", f"{r['seconds']:.0f}", curve])
+    t = setting.task
+    print(f"\nMQAR vocab {t.vocab_size}, length {t.seq_len}, {t.n_pairs} pairs, {t.query} queries, {t.filler} filler; "
+          f"recipe: {recipe.steps} steps x batch {recipe.batch_size}, lr {recipe.lr:g} ({recipe.schedule}), "
+          f"held-out {recipe.eval_examples} sequences (accuracy every {recipe.eval_every} steps)")
+    print(table(rows, ["mixer", "layers", "params", "steps", "accuracy", "best", "seconds", "accuracy curve"]))
+
+
+if __name__ == "__main__":
+    main()
