@@ -209,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     from archlab.eval.cli import add_eval_parser
 
     add_eval_parser(sub)
+    from archlab.sweep.cli import add_sweep_parser  # sweep
+    from archlab.report.cli import add_report_parser  # report
+
+    add_sweep_parser(sub)
+    add_report_parser(sub)
     return ap
 
 

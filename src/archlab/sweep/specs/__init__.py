@@ -1,0 +1,1 @@
+"""Built-in sweep specs (YAML files read by ``archlab.sweep.load_spec``)."""
