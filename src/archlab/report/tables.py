@@ -91,8 +91,11 @@ def table_cells(comp: ComparisonResult, columns: list[str] | None = None) -> tup
         for c in cols:
             st = v.stats.get(c, Stat([]))
             cells.append(Cell(fmt_stat(c, st), v.name in best[c]))
-        if v.status in ("failed", "pending") and not v.lm_runs:
-            cells[1 + cols.index("tok_s") if "tok_s" in cols else -1].text = v.status
+        if v.status in ("failed", "pending"):
+            # the first measured column says why the row is empty (the sizes come from the config)
+            measured = [i for i, c in enumerate(cols) if not COLUMNS[c][1].startswith("config:")]
+            if measured:
+                cells[1 + measured[0]].text = v.status
         rows.append(cells)
     return headers, rows
 
@@ -116,8 +119,8 @@ def markdown_table(comp: ComparisonResult) -> str:
 
 def html_table(comp: ComparisonResult) -> str:
     headers, rows = table_cells(comp)
-    cols = [c for c in comp.columns()]
-    arrows = ["" ] + [(" ↓" if COLUMNS[c][2] == "lower" else " ↑") for c in cols]
+    cols = comp.columns()
+    arrows = [""] + [(" ↓" if COLUMNS[c][2] == "lower" else " ↑") for c in cols]
     head = "".join(f"<th>{html.escape(h)}<span class='dir'>{a}</span></th>" for h, a in zip(headers, arrows))
     body = []
     for v, r in zip(comp.variants, rows):

@@ -98,9 +98,12 @@ def _variant_config(base: ModelConfig, comparison: ComparisonSpec, sets: dict, v
     if built is not None:
         h = content_hash(cfg.to_dict())
         if h not in built:
+            # components that validate only when built fail here, not in a worker; small models are
+            # built for real (the meta device's first use imports torch._dynamo: seconds)
             import archlab
+            from archlab.analysis import count_params
 
-            archlab.build(cfg, device="meta")  # components that validate only when built fail here, not in a worker
+            archlab.build(cfg, device="cpu" if count_params(cfg).total < 50_000_000 else "meta")
             built[h] = None
     return cfg
 

@@ -47,15 +47,34 @@ def _cores() -> int:
 
 def prepare(spec: SweepSpec, out: Path, *, say: Callable[[str], None] = print) -> tuple[Path, Any]:
     """Plan ``spec`` and record the plan in ``out/results.db`` (created if missing)."""
-    import archlab
     from archlab.data.stats import unigram_entropy
     from archlab.sweep.jobs import dataset_for
-    from archlab.sweep.plan import config_row, plan_sweep, train_config
+    from archlab.sweep.plan import plan_sweep, train_config
 
     tc = train_config(spec)
     ds = dataset_for(tc.data)
     plan = plan_sweep(spec, int(ds.vocab_size))
     unigram = unigram_entropy(ds, "val") if hasattr(ds, "val") else None
+    db = out / DB_NAME
+    with Store(db) as store:
+        added = record_plan(store, plan, data=_describe(ds), unigram=unigram)
+        counts = store.counts()
+    n_models = len({v.config_hash for v in plan.valid()})
+    say(f"sweep {spec.name}{' (scale ' + spec.scale + ')' if spec.scale else ''}: {len(spec.comparisons)} comparisons, "
+        f"{len(plan.valid())} variants ({n_models} distinct models), {len(plan.skipped())} skipped; {tc.steps} steps x "
+        f"{tc.batch_size} x {tc.seq_len} tokens per run; runs: {added} new, {counts['done']} done, "
+        f"{counts['pending'] + counts['running']} to do")
+    for v in plan.skipped():
+        say(f"  skipped {v.comparison}/{v.name}: {v.error}")
+    return db, plan
+
+
+def record_plan(store: Store, plan: Any, *, data: dict, unigram: float | None) -> int:
+    """Write a plan (``archlab.sweep.plan.plan_sweep``) to the store; returns the number of new runs."""
+    import archlab
+    from archlab.sweep.plan import config_row
+
+    spec, tc = plan.spec, plan.train
     seen: dict[str, Any] = {}
     for v in plan.valid():
         seen.setdefault(v.config_hash, v.config)
@@ -72,25 +91,14 @@ def prepare(spec: SweepSpec, out: Path, *, say: Callable[[str], None] = print) -
                     "evals": json.dumps(list(spec.comparison_evals(c)))} for i, c in enumerate(spec.comparisons)]
     meta = {"spec": spec.to_yaml(), "spec_name": spec.name, "scale": spec.scale or "default",
             "description": spec.description, "archlab_version": archlab.__version__,
-            "torch_version": __import__("torch").__version__, "data": json.dumps(_describe(ds)),
+            "torch_version": __import__("torch").__version__, "data": json.dumps(data),
             "unigram_entropy": json.dumps(unigram), "train": tc.to_json(), "seq_len": str(tc.seq_len),
             "steps": str(tc.steps), "tokens": str(tc.steps * tc.batch_size * tc.seq_len),
             "seeds": json.dumps(list(spec.seeds)), "lrs": json.dumps(list(spec.lrs)), "lr_search": spec.lr_search}
-    db = out / DB_NAME
-    with Store(db) as store:
-        if "created" not in store.meta():
-            meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        added = store.write_plan(meta=meta, configs=[config_row(c, tc.seq_len) for c in seen.values()],
-                                 comparisons=comparisons, variants=variants, groups=plan.groups, runs=plan.runs)
-        counts = store.counts()
-    n_ok = len(plan.valid())
-    say(f"sweep {spec.name}{' (scale ' + spec.scale + ')' if spec.scale else ''}: {len(spec.comparisons)} comparisons, "
-        f"{n_ok} variants ({len(seen)} distinct models), {len(plan.skipped())} skipped; {tc.steps} steps x "
-        f"{tc.batch_size} x {tc.seq_len} tokens per run; runs: {added} new, {counts['done']} done, "
-        f"{counts['pending'] + counts['running']} to do")
-    for v in plan.skipped():
-        say(f"  skipped {v.comparison}/{v.name}: {v.error}")
-    return db, plan
+    if "created" not in store.meta():
+        meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return store.write_plan(meta=meta, configs=[config_row(c, tc.seq_len) for c in seen.values()],
+                            comparisons=comparisons, variants=variants, groups=plan.groups, runs=plan.runs)
 
 
 def _describe(ds: Any) -> dict:
@@ -119,10 +127,20 @@ def worker_loop(db: Path, out: Path, *, device: str, name: str = "w0", threads: 
     """Take jobs from ``db`` until none is pending or running; returns the number this worker ran."""
     import torch
 
-    from archlab.sweep.jobs import run_job
-
+    threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        return _work(db, out, device=device, name=name, keep_checkpoints=keep_checkpoints, poll_s=poll_s,
+                     max_jobs=max_jobs, say=say)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _work(db: Path, out: Path, *, device: str, name: str, keep_checkpoints: bool, poll_s: float,
+          max_jobs: int | None, say: Callable[[str], None]) -> int:
+    from archlab.sweep.jobs import run_job
+
     done = 0
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -161,7 +179,9 @@ def worker_loop(db: Path, out: Path, *, device: str, name: str = "w0", threads: 
                 secs = time.perf_counter() - t0
                 if store.complete(job, metrics=result.metrics, evals=result.evals, summary=result.summary,
                                   seconds=secs):
-                    say(f"[{name}] done  {label} in {secs:.0f} s: " + _brief(job.kind, result.summary))
+                    c = store.counts()
+                    say(f"[{name}] done  {label} in {secs:.0f} s: " + _brief(job.kind, result.summary)
+                        + f"  [{c['done']} done, {c['running']} running, {c['pending']} pending]")
                 else:
                     say(f"[{name}] {label}: the job was handed to another worker meanwhile; result dropped")
                 _tidy(out / "runs" / job.key, keep=keep_checkpoints)
