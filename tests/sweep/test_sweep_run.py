@@ -118,3 +118,18 @@ def test_sigkill_mid_job_then_resume_loses_and_duplicates_nothing(tmp_path):
     q = "SELECT r.lr, e.name, e.value FROM evals e JOIN runs r ON r.id=e.run_id WHERE e.name IN ('ppl', 'val_loss') " \
         "ORDER BY r.lr, e.name"
     assert _rows(db, q) == _rows(ref / "results.db", q)
+
+
+def test_cli_list_and_dry_run(tmp_path, capsys):
+    from archlab.cli import main
+
+    assert main(["sweep", "--list"]) == 0
+    assert "chapter" in capsys.readouterr().out
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(tiny_spec(tmp_path / "cache")))
+    assert main(["sweep", str(spec_file), "--dry-run", "--set", "seeds=[0, 1]"]) == 0
+    out = capsys.readouterr().out
+    assert "c/mha" in out and "skipped" in out and "2 lm" in out and "1 more seeds" in out
+    assert not (tmp_path / "runs").exists()
+    assert main(["sweep", str(spec_file), "--scale", "gpu"]) == 2  # tiny has no scales: a named error
+    assert "no such scale" in capsys.readouterr().err

@@ -115,6 +115,15 @@ class SweepResults:
             out.append([(int(s), float(v)) for s, v in rows])
         return out
 
+    def eval_values(self, run_ids: list[int], name: str) -> list[float]:
+        """The numbers an evaluation recorded for each run that has one."""
+        out = []
+        for rid in run_ids:
+            row = self.conn.execute("SELECT value FROM evals WHERE run_id=? AND name=?", (rid, name)).fetchone()
+            if row is not None and row[0] is not None:
+                out.append(float(row[0]))
+        return out
+
     def eval_data(self, run_ids: list[int], name: str) -> list[Any]:
         out = []
         for rid in run_ids:

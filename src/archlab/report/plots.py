@@ -133,7 +133,8 @@ def recall_points(res: SweepResults, context: str = "cache_32k") -> list[tuple[s
     for comp in res.comparisons:
         for v in comp.variants:
             s = v.stats.get("mqar")
-            cache = v.sizes.get(context)
+            own = res.eval_values(v.mqar_runs, f"mqar_{context}")  # the MQAR model's own cache, when recorded
+            cache = own[0] if own else v.sizes.get(context)
             if s is None or s.mean is None or cache is None:
                 continue
             if v.config_hash in seen:

@@ -89,12 +89,36 @@ def _overview(res: SweepResults) -> list[tuple[str, str]]:
             ("seeds, learning rates", f"seeds {m.get('seeds')}; lr grid {m.get('lrs')} "
                                       f"({'on the first seed, best kept for the others' if m.get('lr_search') == 'first_seed' else 'on every seed, best kept per seed'})"),
             ("runs", ", ".join(f"{n} {k}" for k, n in res.counts.items() if n))]
+    mq = _mqar_line(m)
+    if mq:
+        rows.append(("MQAR", mq))
     if isinstance(m.get("unigram_entropy"), (int, float)):
         rows.append(("unigram entropy", f"{m['unigram_entropy']:.3f} nats/token on the validation split (a model that "
                                         f"knows only token frequencies)"))
     rows.append(("written", f"{time.strftime('%Y-%m-%d %H:%M')} from {res.path.name}; archlab {m.get('archlab_version')}, "
                             f"torch {m.get('torch_version')}"))
     return rows
+
+
+def _mqar_line(meta: dict) -> str | None:
+    """How the recall column was measured, from the spec as run."""
+    import yaml
+
+    try:
+        mq = ((yaml.safe_load(meta.get("spec") or "") or {}).get("evals") or {}).get("mqar")
+    except yaml.YAMLError:
+        return None
+    if not mq:
+        return None
+    t, r = mq.get("task", {}), mq.get("recipe", {})
+    lrs = mq.get("lrs") or [r.get("lr")]
+    over = mq.get("set") or {}
+    text = (f"vocabulary {t.get('vocab_size')}, {t.get('seq_len')} tokens, {t.get('n_pairs')} key-value pairs; each "
+            f"architecture trained from scratch on it for up to {r.get('steps')} steps of {r.get('batch_size')} "
+            f"(lr {', '.join(f'{x:g}' for x in lrs)}), accuracy on {r.get('eval_examples')} held-out sequences")
+    if over:
+        text += "; trained with " + ", ".join(f"{k}={v}" for k, v in over.items()) + " (recall needs the width)"
+    return text
 
 
 def _budget_line(comp) -> str:

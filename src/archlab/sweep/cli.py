@@ -60,8 +60,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from archlab.sweep.runner import run_sweep
 
     t0 = time.time()
-    result = run_sweep(spec, args.out, workers=workers, device=args.device, threads=args.threads,
-                       retry_failed=args.retry_failed, say=lambda s: print(s, flush=True))
+    try:
+        result = run_sweep(spec, args.out, workers=workers, device=args.device, threads=args.threads,
+                           retry_failed=args.retry_failed, say=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs are kept; run the same command again to continue", flush=True)
+        return 130
     wall = time.time() - t0
     c = result.counts
     print(f"\nsweep {spec.name}: {c['done']} runs done, {c['failed']} failed, {c['pending'] + c['running']} not finished; "

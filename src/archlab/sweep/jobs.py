@@ -231,6 +231,12 @@ def run_mqar(job: dict, *, device: str, say: Callable[[str], None] = lambda s: N
     res.evals["mqar"] = (r.accuracy, {"best_accuracy": r.best_accuracy, "steps": r.steps, "task": r.task,
                                       "params": r.params})
     res.evals["mqar_best"] = (r.best_accuracy, None)
+    # the recall-vs-memory plot places the model that was trained on the task (it may be wider than
+    # the language model, evals.mqar.set) at its own cache size
+    from archlab.analysis import cache_bytes
+
+    for n, name in ((4096, "mqar_cache_4k"), (32768, "mqar_cache_32k"), (131072, "mqar_cache_128k")):
+        res.evals[name] = (cache_bytes(cfg, n, 1, torch.bfloat16), None)
     return res
 
 
