@@ -8,13 +8,10 @@ transformers (``from_pretrained``) and into archlab (``from_hf(dir)``) with the 
 """
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
-import archlab
-from archlab.interop import from_hf, to_hf
+from conformance import build_hf, check_conformance
 
 transformers = pytest.importorskip("transformers")
 
@@ -22,7 +19,6 @@ V = 97
 # shared small shape: 2 layers, width 32, 4 query heads, 2 key/value heads
 LLAMA = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64)
-TOKENS = dict(pad_token_id=0, bos_token_id=None, eos_token_id=None)  # no eos: both sides generate every token
 HALF = 4  # rotary frequencies of head dim 8
 
 
@@ -78,52 +74,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def perturb(model: torch.nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.2)
-
-
-def build_hf(case: str):
-    cls_name, kwargs, _ = CASES[case]
-    hf_cfg = getattr(transformers, cls_name)(**{**TOKENS, **copy.deepcopy(kwargs)})
-    # eager: transformers 5.17 lets Gemma-2 pick SDPA, which drops the attention soft-cap
-    hf = transformers.AutoModelForCausalLM.from_config(copy.deepcopy(hf_cfg), attn_implementation="eager").eval()
-    perturb(hf)
-    return hf
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_family_conformance(case, tmp_path):
-    hf = build_hf(case)
-    ours = from_hf(hf).eval()
-    ids = torch.randint(0, V, (2, 11), generator=torch.Generator().manual_seed(1))
-
-    # logits and gradients (the embedding is laid out alike in every family)
-    ref = hf(ids).logits
-    out = ours(ids)
-    torch.testing.assert_close(out, ref)
-    w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2))
-    (ref * w).sum().backward()
-    (out * w).sum().backward()
-    torch.testing.assert_close(ours.embed.weight.grad, hf.get_input_embeddings().weight.grad, atol=1e-4, rtol=1e-3)
-
-    # greedy decoding through each side's own cache
+    cls_name, kwargs, model_type = CASES[case]
     # Phi-3's generate rebuilds its cache when the length crosses the LongRoPE switch (and
     # transformers versions differ in how), so its prompt starts past the switch
-    prompt = ids[:, :9] if case == "phi3_longrope" else ids[:, :6]
-    with torch.no_grad():
-        want = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False, pad_token_id=0)
-    got = archlab.generate(ours, prompt, max_new_tokens=8)
-    assert torch.equal(got, want), f"{case}: greedy tokens differ\nours {got.tolist()}\nhf   {want.tolist()}"
-
-    # export, then load back with transformers and with archlab
-    to_hf(ours, tmp_path / "hf", model_type=CASES[case][2])
-    with torch.no_grad():
-        reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="eager").eval()
-        assert reloaded.config.model_type == CASES[case][2]
-        torch.testing.assert_close(reloaded(ids).logits, ref)
-        again = from_hf(tmp_path / "hf")
-        assert again.cfg == ours.cfg
-        torch.testing.assert_close(again(ids), ref)
+    check_conformance(build_hf(cls_name, kwargs), model_type, V, tmp_path,
+                      prompt_len=9 if case == "phi3_longrope" else 6)
