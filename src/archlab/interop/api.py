@@ -26,8 +26,8 @@ from archlab.errors import CheckpointError
 from archlab.interop import _deps
 from archlab.interop.base import Family, Unsupported, family, load_families
 from archlab.interop.weights import (
-    build_empty, canonical_tensors, get_tensor, install, iter_tensors, parse_size, tensor_bytes, unmaterialised,
-    write_shards,
+    build_empty, canonical_tensors, checkpoint_keys, get_tensor, install, iter_tensors, parse_size, tensor_bytes,
+    unmaterialised, write_shards,
 )
 from archlab.model import Model
 
@@ -86,7 +86,7 @@ def to_hf_config(cfg: ModelConfig, model_type: str | None = None, **overrides: A
         elif isinstance(value, list) and any(v >= cfg.vocab_size for v in value):
             kw[name] = [v for v in value if v < cfg.vocab_size] or None
     kw.update(overrides)
-    known = _fields(type(default))
+    known = _fields(type(default)) | set(fam.config_fields)
     if known:
         unknown = sorted(k for k in kw if k not in known)
         if unknown:  # transformers would store them silently and ignore them
@@ -115,10 +115,10 @@ def read_hf_config(path: Path):
 
 
 # -- weights ---------------------------------------------------------------------------------
-def _load_rules(model: Model, fam: Family, source: Iterable[tuple[str, torch.Tensor]], *,
+def _load_rules(model: Model, fam: Family, source: Iterable[tuple[str, torch.Tensor]], keys: Iterable[str], *,
                 dtype: torch.dtype | None, device) -> None:
     cfg = model.cfg
-    rules = fam.rules(cfg)
+    rules = fam.load_rules(cfg, {fam.canonical(k) for k in keys})
     by_key = {k: r for r in rules for k in r.hf}
     waiting: dict[int, dict[str, torch.Tensor]] = {}  # rules with several checkpoint tensors, partly read
     done: set[int] = set()
@@ -170,16 +170,18 @@ def from_hf(model_or_dir: Any, *, dtype: torch.dtype | None = None, device: str 
             raise CheckpointError(f"{path}: not a directory (expected config.json and safetensors weights)")
         hf_config = read_hf_config(path)
         source: Iterator[tuple[str, torch.Tensor]] = iter_tensors(path)
+        keys: Iterable[str] = checkpoint_keys(path)
     elif hasattr(model_or_dir, "config") and hasattr(model_or_dir, "state_dict"):
         hf_config = model_or_dir.config
         state = model_or_dir.state_dict()
         source = ((k, v.detach().clone()) for k, v in state.items())
+        keys = state.keys()
     else:
         raise TypeError(f"from_hf: expected a transformers model or a directory path, got {type(model_or_dir).__name__}")
     fam = family(getattr(hf_config, "model_type", ""))
     cfg = fam.config_from_hf(hf_config)
     model = build_empty(cfg)
-    _load_rules(model, fam, source, dtype=dtype, device=device)
+    _load_rules(model, fam, source, keys, dtype=dtype, device=device)
     return _finish(model, device)
 
 

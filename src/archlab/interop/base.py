@@ -18,7 +18,7 @@ import importlib
 import pkgutil
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Collection, Sequence
 
 import torch
 
@@ -74,6 +74,9 @@ class Family:
     ignore: ClassVar[tuple[str, ...]] = (r"\.attn\.bias$", r"\.attn\.masked_bias$", r"rotary_emb\.inv_freq$")
     head: ClassVar[str] = "lm_head.weight"  # the untied output matrix in checkpoints
     priority: ClassVar[int] = 100  # to_hf without model_type tries families in this order (lower first)
+    # config keys the family's modeling reads that its transformers config class does not declare
+    # (transformers keeps unknown keywords as attributes; Qwen3-MoE's head_dim)
+    config_fields: ClassVar[tuple[str, ...]] = ()
 
     def config_from_hf(self, hf: Any) -> ModelConfig:
         raise NotImplementedError
@@ -83,6 +86,12 @@ class Family:
 
     def rules(self, cfg: ModelConfig) -> list[Rule]:
         raise NotImplementedError
+
+    def load_rules(self, cfg: ModelConfig, keys: Collection[str]) -> list[Rule]:
+        """The rules for reading a checkpoint that holds ``keys`` (canonical names). ``rules(cfg)``
+        by default; a family whose checkpoints come in several layouts (MoE experts fused in memory,
+        one tensor per expert in files) picks the layout by the keys."""
+        return self.rules(cfg)
 
     # -- shared behaviour --
     def canonical(self, key: str) -> str:

@@ -99,6 +99,19 @@ def iter_tensors(path: Path, device: str | torch.device = "cpu") -> Iterator[tup
             raise CheckpointError(f"{f}: cannot read as safetensors ({type(e).__name__}: {e})") from None
 
 
+def checkpoint_keys(path: Path) -> list[str]:
+    """The tensor names of a checkpoint directory, read from the file headers (no tensor data)."""
+    safe_open = _deps.safe_open()
+    keys: list[str] = []
+    for f in checkpoint_files(path):
+        try:
+            with safe_open(str(f), framework="pt", device="cpu") as fh:
+                keys.extend(fh.keys())
+        except Exception as e:  # safetensors has its own error type for corrupt files
+            raise CheckpointError(f"{f}: cannot read as safetensors ({type(e).__name__}: {e})") from None
+    return keys
+
+
 # -- installing ------------------------------------------------------------------------------
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     mod_name, _, leaf = name.rpartition(".")
