@@ -36,9 +36,11 @@ class Block(nn.Module):
         self.mixer_out_norm = build_norm(C, n) if sandwich else None
         self.ffn_out_norm = build_norm(C, n) if sandwich and self.ffn is not None else None
 
-    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache=None, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache=None, token_ids: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         p = self.placement
-        mix = lambda h: self.mixer(h, positions=positions, cache=cache)  # noqa: E731
+        pad = {} if mask is None else {"mask": mask}  # [B, T] True = real token, only for padded batches
+        mix = lambda h: self.mixer(h, positions=positions, cache=cache, **pad)  # noqa: E731
         ffn = (lambda h: self.ffn(h, token_ids=token_ids)) if self.ffn is not None else None  # noqa: E731
         if p == "pre":
             x = x + mix(self.mixer_norm(x))
@@ -157,11 +159,23 @@ class Model(nn.Module):
         return cache
 
     def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None, *, positions: torch.Tensor | None = None,
-                return_hidden: bool = False) -> torch.Tensor:
+                return_hidden: bool = False, targets: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, T] int64 token ids -> [B, T, V] logits (or [B, T, C] hidden states).
+
+        With ``targets`` [B, T] (next-token ids, -100 = ignore) it returns the mean cross-entropy
+        instead, through ``ops.cross_entropy``'s chunked form: the [B, T, V] float32 logits are
+        never materialised (the training path).
 
         ``positions`` [B, T] is required with a static cache (CUDA-graph decoding) and is
         otherwise derived: 0..T-1 without a cache, continuing the cache's length with one.
+
+        ``attention_mask`` [B, T] (1 = real token, 0 = pad) takes a left-padded batch: each row's
+        first real token gets position 0 (pads negative positions), no real token attends to a
+        pad, and pads never enter a recurrent state or convolution window, so every row's
+        outputs at its real tokens are those of the row alone. With a cache it may only start
+        an empty cache, which then remembers the padding for later calls (pass those without
+        a mask). An all-ones mask is the unpadded path.
         """
         B, T = input_ids.shape if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else (0, 0)
         static = cache is not None and cache.static
@@ -169,34 +183,77 @@ class Model(nn.Module):
             self._check_ids(input_ids)
             if static and positions is None:
                 raise ValueError("positions: a static cache needs explicit positions [batch, time]")
+        mask = None if attention_mask is None else self._padding(attention_mask, input_ids, cache)
         if positions is None:
             if cache is not None:
                 positions = cache.positions(B, T, input_ids.device)
+            elif mask is not None:
+                positions = torch.arange(T, device=input_ids.device)[None] - (~mask).sum(-1, keepdim=True)  # [B, T]
             else:
                 positions = torch.arange(T, device=input_ids.device).expand(B, T)
+        # pads sit at negative positions; absolute encodings give them position 0's vector
+        abs_positions = positions if mask is None else positions.clamp(min=0)
         if not _capturing():
-            self.input_position.check_positions(positions)
+            self.input_position.check_positions(abs_positions)
         x = self.embed(input_ids)
         if self.cfg.embed_scale is not None:
             x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
-        pe = self.input_position.embed(positions)
+        pe = self.input_position.embed(abs_positions)
         if pe is not None:
             x = x + pe.to(x.dtype)
         if self.embed_norm is not None:
             x = self.embed_norm(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None, token_ids=input_ids)
+            x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None, token_ids=input_ids,
+                      mask=mask)
         if cache is not None and not static:
             cache.advance(T)
         if self.final_norm is not None:
             x = self.final_norm(x)
         if return_hidden:
             return x
+        if targets is not None:
+            return self._loss(x, targets)
         logits = nn.functional.linear(x, self.lm_head_weight, self.head.bias if self.head is not None else None)
         if self.cfg.logit_softcap is not None:
             c = self.cfg.logit_softcap
             logits = c * torch.tanh(logits / c)
         return logits
+
+    def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        from archlab.ops.cross_entropy import linear_cross_entropy
+
+        if targets.shape != x.shape[:2]:
+            raise ValueError(f"targets: expected shape {tuple(x.shape[:2])} (the input's [batch, time]), got {tuple(targets.shape)}")
+        return linear_cross_entropy(x.flatten(0, 1), self.lm_head_weight, targets.flatten(),
+                                    self.head.bias if self.head is not None else None, softcap=self.cfg.logit_softcap)
+
+    def _padding(self, attention_mask: torch.Tensor, input_ids: torch.Tensor, cache: ModelCache | None
+                 ) -> torch.Tensor | None:
+        """Check a left-padding mask; returns it as bool [B, T], or None when nothing is padded
+        (then the call is the unpadded one). Records the padding in an empty cache."""
+        m = attention_mask
+        if not isinstance(m, torch.Tensor) or m.shape != input_ids.shape:
+            shape = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
+            raise ValueError(f"attention_mask: expected a tensor of input_ids' shape {tuple(input_ids.shape)} "
+                             f"(1 = real token, 0 = left padding), got {shape}")
+        if m.dtype != torch.bool:
+            if bool(((m != 0) & (m != 1)).any()):
+                raise ValueError("attention_mask: values must be 0 (pad) or 1 (real token)")
+            m = m != 0
+        m = m.to(input_ids.device)
+        if bool(m.all()):
+            return None
+        T = m.shape[1]
+        n_pad = (~m).sum(-1)  # [B]
+        if not bool(torch.equal(m, torch.arange(T, device=m.device)[None] >= n_pad[:, None])):
+            raise ValueError("attention_mask: padding must be on the left (each row: 0s, then 1s); right padding "
+                             "needs no mask with a causal model")
+        if bool((n_pad == T).any()):
+            raise ValueError(f"attention_mask: row {int((n_pad == T).nonzero()[0])} has no real token")
+        if cache is not None:
+            cache.set_padding(n_pad)
+        return m
 
     def _check_ids(self, ids: torch.Tensor) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):

@@ -84,15 +84,15 @@ def test_keep_last_and_refuse_overwrite(tmp_path):
 def test_nan_loss_names_step_and_checkpoint(tmp_path, monkeypatch):
     import archlab.train.loop as loop
 
-    real = loop.lm_loss
+    real = loop.model_loss
     calls = {"n": 0}
 
-    def poisoned(logits, targets):
+    def poisoned(fwd, batch):
         calls["n"] += 1
-        out = real(logits, targets)
+        out = real(fwd, batch)
         return out * float("nan") if calls["n"] == 5 else out
 
-    monkeypatch.setattr(loop, "lm_loss", poisoned)
+    monkeypatch.setattr(loop, "model_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step 5 .*step_00000004"):
         train(tiny_run(steps=8, save_every=2), tmp_path / "r", dataset=tiny_data(), progress=False, say=_quiet)
     assert latest_checkpoint(tmp_path / "r").name == "step_00000004"

@@ -61,6 +61,12 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, V), targets.reshape(-1))  # [b*T, V] vs [b*T]
 
 
+def model_loss(fwd: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss of a [b, T+1] batch through the model's own loss path (``targets=``):
+    the head and the cross-entropy run in chunks, never as [b, T, V] float32 logits."""
+    return fwd(batch[:, :-1], targets=batch[:, 1:])
+
+
 def _config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted names of the fields that differ between two configs (plain dicts)."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -229,8 +235,7 @@ class Trainer:
             mb = rows[a * b:(a + 1) * b]  # [b, T+1]
             with no_grad_sync(self.sync_module, info, a == tc.grad_accum - 1):
                 with self.autocast():
-                    logits = self.fwd(mb[:, :-1])  # [b, T, V]
-                    lm = lm_loss(logits, mb[:, 1:])
+                    lm = model_loss(self.fwd, mb)
                     aux = self._aux_loss()
                     total = lm if aux is None else lm + aux
                 (total / tc.grad_accum).backward()
