@@ -53,6 +53,7 @@ BUILTIN_LETTERS: dict[str, LayerSpec] = {
     "E": LayerSpec(mixer="attention", ffn="moe"),  # attention + mixture of experts
     "M": LayerSpec(mixer="ssm", ffn="none"),  # a Mamba block (mixer only)
     "L": LayerSpec(mixer="linear", ffn="dense"),  # linear attention + MLP
+    "X": LayerSpec(mixer="linear", ffn="moe"),  # linear attention + mixture of experts (Qwen3-Next)
 }
 
 

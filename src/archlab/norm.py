@@ -89,12 +89,12 @@ def norm_params(dim: int, cfg: NormConfig) -> int:
     return NORM.get(cfg.kind).params(dim, cfg)
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """Functional RMSNorm in float32 (used by QK-norm)."""
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float, unit_offset: bool = False) -> torch.Tensor:
+    """Functional RMSNorm in float32 (used by QK-norm); ``unit_offset`` applies the weight as 1 + w."""
     xf = x.float()
     y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     if weight is not None:
-        y = y * weight.float()
+        y = y * (weight.float() + 1.0 if unit_offset else weight.float())
     return y.to(x.dtype)
 
 

@@ -22,6 +22,9 @@ class AttentionConfig(Config):
     qkv_bias: bool = False  # biases on the q/k/v projections (GPT-2, Qwen2)
     out_bias: bool = False  # bias on the output projection (GPT-2)
     qk_norm: Literal["none", "head", "full"] = "none"  # RMSNorm on q and k: per head (Qwen3) or whole projection (OLMo-2)
+    qk_norm_unit_offset: bool = False  # QK-norm weights stored as w, applied as 1 + w (zero-centred: Qwen3-Next)
+    output_gate: Literal["none", "sigmoid"] = "none"  # attention output * sigmoid(x W_g) before o_proj (gated attention, Qwen3-Next)
+    output_gate_shape: Literal["elementwise", "headwise"] = "elementwise"  # one gate per output channel (Qwen3-Next) or one per head
     softcap: float | None = None  # logits -> cap * tanh(logits / cap) (Gemma-2)
     scale: float | None = None  # logit scale; None = 1/sqrt(head_dim)
     window: int | None = None  # sliding window: each query sees the last `window` keys (itself included)
@@ -43,6 +46,10 @@ class AttentionConfig(Config):
                 f"accepted: {', '.join(str(d) for d in range(1, self.heads + 1) if self.heads % d == 0)}",
             )
         check(self.head_dim is None or self.head_dim > 0, "attention.head_dim", f"must be a positive integer or null, got {self.head_dim}")
+        check(not self.qk_norm_unit_offset or self.qk_norm != "none", "attention.qk_norm_unit_offset",
+              "needs a QK-norm; set attention.qk_norm to head or full")
+        check(self.output_gate_shape == "elementwise" or self.output_gate != "none", "attention.output_gate_shape",
+              "only used with a gate; set attention.output_gate=sigmoid")
         check(self.softcap is None or self.softcap > 0, "attention.softcap", f"must be > 0 or null, got {self.softcap}")
         check(self.scale is None or self.scale > 0, "attention.scale", f"must be > 0 or null, got {self.scale}")
         check(self.window is None or self.window > 0, "attention.window", f"must be a positive integer or null, got {self.window}")
@@ -69,7 +76,7 @@ class AttentionConfig(Config):
             return
         check(self.mla is not None, "attention.mla", "kind 'mla' needs its shape: set attention.mla (e.g. attention.mla.kv_lora_rank=512)")
         for name, bad in (("kv_heads", self.kv_heads is not None), ("head_dim", self.head_dim is not None),
-                          ("qk_norm", self.qk_norm != "none")):
+                          ("qk_norm", self.qk_norm != "none"), ("output_gate", self.output_gate != "none")):
             check(not bad, f"attention.{name}", "not used by kind 'mla' (its sizes live in attention.mla); leave it at its default")
         check(self.window is None and self.sparse_block is None, "attention.window",
               "kind 'mla' keeps a full latent cache; sliding-window and block-sparse patterns are not supported with it")

@@ -18,6 +18,7 @@ from archlab.cache.quantized import quantized_kv_bytes, quantized_kv_cache
 from archlab.norm import rms_norm
 
 if TYPE_CHECKING:
+    from archlab.attention.config import AttentionConfig
     from archlab.config import ModelConfig
     from archlab.position.base import PositionEncoding
 
@@ -40,25 +41,29 @@ class SoftmaxAttention(nn.Module):
         self.v_proj = nn.Linear(C, Hkv * D, bias=a.qkv_bias)
         self.o_proj = nn.Linear(H * D, C, bias=a.out_bias)
         self.norm_eps = cfg.norm.eps
+        init = torch.zeros if a.qk_norm_unit_offset else torch.ones  # a unit-offset weight stores w - 1
         if a.qk_norm == "head":
-            self.q_norm = nn.Parameter(torch.ones(D))
-            self.k_norm = nn.Parameter(torch.ones(D))
+            self.q_norm = nn.Parameter(init(D))
+            self.k_norm = nn.Parameter(init(D))
         elif a.qk_norm == "full":
-            self.q_norm = nn.Parameter(torch.ones(H * D))
-            self.k_norm = nn.Parameter(torch.ones(Hkv * D))
+            self.q_norm = nn.Parameter(init(H * D))
+            self.k_norm = nn.Parameter(init(Hkv * D))
         else:
             self.q_norm = self.k_norm = None
+        # gated attention: o * sigmoid(x W_g), one gate per channel or per head
+        self.g_proj = nn.Linear(C, gate_width(a, H, D), bias=a.qkv_bias) if a.output_gate != "none" else None
 
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: KVCache | SlidingKVCache | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        off = self.cfg.qk_norm_unit_offset
         if self.cfg.qk_norm == "full":
-            q, k = rms_norm(q, self.q_norm, self.norm_eps), rms_norm(k, self.k_norm, self.norm_eps)
+            q, k = rms_norm(q, self.q_norm, self.norm_eps, off), rms_norm(k, self.k_norm, self.norm_eps, off)
         q = q.view(B, T, self.H, self.D).transpose(1, 2)  # [B, H, T, D]
         k = k.view(B, T, self.Hkv, self.D).transpose(1, 2)  # [B, Hkv, T, D]
         v = v.view(B, T, self.Hkv, self.D).transpose(1, 2)  # [B, Hkv, T, D]
         if self.cfg.qk_norm == "head":
-            q, k = rms_norm(q, self.q_norm, self.norm_eps), rms_norm(k, self.k_norm, self.norm_eps)
+            q, k = rms_norm(q, self.q_norm, self.norm_eps, off), rms_norm(k, self.k_norm, self.norm_eps, off)
         q, k = self.position.rotate(q, k, positions)
         if cache is not None:
             k, v, k_pos = cache.update(k, v, positions)
@@ -71,7 +76,10 @@ class SoftmaxAttention(nn.Module):
             q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale, bias=bias, mask=self.mask,
             softcap=self.cfg.softcap, position=self.position,
         )
-        return self.o_proj(o.transpose(1, 2).reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
+        o = o.transpose(1, 2)  # [B, T, H, D]
+        if self.g_proj is not None:
+            o = o * torch.sigmoid(self.g_proj(x)).view(B, T, self.H, -1)  # gate [B, T, H, D or 1]
+        return self.o_proj(o.reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> KVCache | SlidingKVCache:
         """A ring buffer of window (+ sink) slots for windowed layers, else a full cache."""
@@ -92,6 +100,8 @@ class SoftmaxAttention(nn.Module):
         n += (H + 2 * Hkv) * D if a.qkv_bias else 0
         n += C if a.out_bias else 0
         n += {"none": 0, "head": 2 * D, "full": (H + Hkv) * D}[a.qk_norm]
+        if a.output_gate != "none":
+            n += (C + (1 if a.qkv_bias else 0)) * gate_width(a, H, D)
         return n
 
     @staticmethod
@@ -99,6 +109,7 @@ class SoftmaxAttention(nn.Module):
         a, C = cfg.attention, cfg.d_model
         H, Hkv, D = a.heads, a.n_kv, a.dim(C)
         proj = 2.0 * (C * (H + 2 * Hkv) * D + H * D * C)
+        proj += 2.0 * C * gate_width(a, H, D) if a.output_gate != "none" else 0.0
         # QK^T and PV: 2 * 2 * H * D per visible key
         return proj + 4.0 * H * D * a.mask.mean_keys(seq_len)
 
@@ -111,3 +122,8 @@ class SoftmaxAttention(nn.Module):
             return SlidingKVCache.bytes_for(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), None, elem,
                                             window=a.window, sinks=a.sinks)
         return KVCache.bytes_for(batch_size, a.n_kv, seq_len, a.dim(cfg.d_model), None, elem)
+
+
+def gate_width(a: "AttentionConfig", H: int, D: int) -> int:
+    """Output-gate channels: one per output channel (elementwise) or one per head (headwise)."""
+    return H * D if a.output_gate_shape == "elementwise" else H

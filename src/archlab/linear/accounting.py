@@ -30,7 +30,7 @@ def uses_normalizer(cfg: LinearAttentionConfig) -> bool:
 def params(cfg: LinearAttentionConfig, d_model: int) -> int:
     d = dims(cfg, d_model)
     H, C = d.heads, d_model
-    n = C * (2 * H * d.qk + H * d.v) + H * d.v * C  # q, k, v, o projections
+    n = C * (2 * d.k_heads * d.qk + H * d.v) + H * d.v * C  # q, k, v, o projections
     n += d.conv_channels * d.conv
     n += d.v if cfg.resolved("output_norm") == "rms" else 0
     n += C * H * d.v if cfg.resolved("output_gate") == "swish" else 0
@@ -50,7 +50,7 @@ def params(cfg: LinearAttentionConfig, d_model: int) -> int:
 def flops_per_token(cfg: LinearAttentionConfig, d_model: int, seq_len: int) -> float:
     d = dims(cfg, d_model)
     H, C = d.heads, d_model
-    f = 2.0 * (C * (2 * H * d.qk + H * d.v) + H * d.v * C)
+    f = 2.0 * (C * (2 * d.k_heads * d.qk + H * d.v) + H * d.v * C)
     f += 2.0 * d.conv_channels * d.conv
     if cfg.resolved("output_gate") == "swish":
         f += 2.0 * C * H * d.v

@@ -27,8 +27,8 @@ class LinearMixerBase(nn.Module):
         self.cfg, self.d_model, self.layer_idx = cfg, d_model, layer_idx
         self.dims = d = dims(cfg, d_model)
         H = d.heads
-        self.q_proj = nn.Linear(d_model, H * d.qk, bias=False)
-        self.k_proj = nn.Linear(d_model, H * d.qk, bias=False)
+        self.q_proj = nn.Linear(d_model, d.k_heads * d.qk, bias=False)
+        self.k_proj = nn.Linear(d_model, d.k_heads * d.qk, bias=False)
         self.v_proj = nn.Linear(d_model, H * d.v, bias=False)
         self.conv = ShortConv(d.conv_channels, d.conv) if d.conv else None
         self.norm = HeadNorm(str(cfg.resolved("output_norm")), d.v, cfg.norm_eps)
@@ -82,8 +82,11 @@ class LinearMixerBase(nn.Module):
             qkv, st = self.conv(torch.cat([q, k, v], dim=-1), None if cache is None else cache.conv, form)
             if cache is not None:
                 cache.conv.copy_(st)
-            q, k, v = qkv.split([d.heads * d.qk, d.heads * d.qk, d.heads * d.v], dim=-1)
-        o = self._mix(x, self.heads(q, d.qk), self.heads(k, d.qk), self.heads(v, d.v), positions, cache, form)
+            q, k, v = qkv.split([d.k_heads * d.qk, d.k_heads * d.qk, d.heads * d.v], dim=-1)
+        q, k = self.heads(q, d.qk), self.heads(k, d.qk)  # [B, Hk, T, Dk]
+        if d.k_heads != d.heads:  # each q/k head serves H / Hk consecutive value heads
+            q, k = (t.repeat_interleave(d.heads // d.k_heads, dim=1) for t in (q, k))  # [B, H, T, Dk]
+        o = self._mix(x, q, k, self.heads(v, d.v), positions, cache, form)
         if cache is not None:
             cache.seen += T
         o = self.norm(o).transpose(1, 2).reshape(B, T, d.heads * d.v)  # [B, T, H*Dv]

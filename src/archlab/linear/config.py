@@ -39,7 +39,8 @@ class FeatureMapConfig(Config):
 class LinearAttentionConfig(Config):
     _section = "linear"
     kind: Kind = "linear"  # the mixer: feature-map linear attention, RetNet, GLA, DeltaNet, Gated DeltaNet, Based
-    heads: int = 4  # number of heads
+    heads: int = 4  # number of heads (value heads, each with its own state)
+    key_heads: int | None = None  # q/k heads, each serving heads/key_heads consecutive value heads (Qwen3-Next); None = heads
     head_dim: int | None = None  # q/k width per head before the feature map; None = d_model // heads (16 for based/taylor, Based's feature dim)
     value_head_dim: int | None = None  # v width per head; None = d_model // heads
     feature_map: FeatureMapConfig = field(default_factory=FeatureMapConfig)  # phi for kind="linear"
@@ -57,6 +58,9 @@ class LinearAttentionConfig(Config):
 
     def __post_init__(self) -> None:
         check(self.heads > 0, "linear.heads", f"must be a positive integer, got {self.heads}")
+        if self.key_heads is not None:
+            check(self.key_heads > 0 and self.heads % self.key_heads == 0, "linear.key_heads",
+                  f"must divide heads ({self.heads}); accepted: {', '.join(str(d) for d in range(1, self.heads + 1) if self.heads % d == 0)} or null")
         for name in ("head_dim", "value_head_dim"):
             val = getattr(self, name)
             check(val is None or val > 0, f"linear.{name}", f"must be a positive integer or null, got {val}")

@@ -10,7 +10,8 @@ from .config import LinearAttentionConfig
 
 @dataclass(frozen=True)
 class Dims:
-    heads: int  # H
+    heads: int  # H (value heads)
+    k_heads: int  # q/k heads (Hk); each serves H / Hk consecutive value heads
     qk: int  # q/k width per head before the feature map (Dk)
     v: int  # value width per head (Dv)
     feat: int  # state rows per head: the feature-mapped q/k width (Df)
@@ -49,5 +50,6 @@ def dims(cfg: LinearAttentionConfig, d_model: int) -> Dims:
     qk = cfg.head_dim if cfg.head_dim is not None else (16 if uses_taylor else d_model // H)
     v = cfg.value_head_dim if cfg.value_head_dim is not None else d_model // H
     conv = int(cfg.resolved("conv_size"))
-    return Dims(heads=H, qk=qk, v=v, feat=feature_dim(cfg, qk), conv=conv,
-                conv_channels=(2 * H * qk + H * v) if conv else 0)
+    Hk = cfg.key_heads or H
+    return Dims(heads=H, k_heads=Hk, qk=qk, v=v, feat=feature_dim(cfg, qk), conv=conv,
+                conv_channels=(2 * Hk * qk + H * v) if conv else 0)
