@@ -5,13 +5,15 @@
 
 q, k, g: [B, H, T, Dk] (g in log space); v: [B, H, T, Dv]; state S: [B, H, Dk, Dv];
 S_t = exp(g_t) 1^T ⊙ S_{t-1} + k_t v_t^T, o_t = scale * q_t^T S_t.
-Forms: "parallel", "chunk", "chunk_compiled", "recurrent" (see ops/linear_attn/common.py).
+Forms: "parallel", "chunk", "chunk_compiled", "recurrent" and "triton" (chunked Triton kernels,
+forward and backward, shared with linear_attn in ops/linear_attn/triton_chunk.py; see
+ops/linear_attn/common.py).
 """
 from __future__ import annotations
 
 from torch import Tensor
 
-from ..linear_attn.common import check_chunk_size, check_form, check_qkv, check_shape, compiled, compute_dtype, default_scale, mm_dtype_for
+from ..linear_attn.common import TRITON_FORMS, check_chunk_size, check_form, check_qkv, check_shape, compiled, compute_dtype, default_scale, load_triton_chunk, mm_dtype_for
 from .chunk import gla_chunk
 from .recurrent import gla_recurrent
 from .reference import gla_parallel
@@ -29,11 +31,14 @@ def gla(
     form: str = "chunk",
     chunk_size: int = 64,
 ) -> tuple[Tensor, Tensor | None]:
-    check_form(form)
+    check_form(form, TRITON_FORMS)
     check_chunk_size(chunk_size)
     B, H, T, Dk, Dv = check_qkv(q, k, v)
     check_shape(g, (B, H, T, Dk), "g", "[B, H, T, Dk]")
     check_shape(initial_state, (B, H, Dk, Dv), "initial_state", "[B, H, Dk, Dv]")
+    if form == "triton":
+        o, s = load_triton_chunk().chunk_triton(q, k, v, g, initial_state, scale=default_scale(scale, Dk), chunk_size=chunk_size)
+        return o, (s if output_final_state else None)
     dt = compute_dtype(q, k, v, g)
     out_dtype = v.dtype
     md = mm_dtype_for(form, q, k, v)

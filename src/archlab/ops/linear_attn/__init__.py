@@ -7,14 +7,15 @@ q, k: [B, H, T, Dk] (already feature-mapped), v: [B, H, T, Dv]. ``scale`` (defau
 multiplies q. The state is S [B, H, Dk, Dv]; with ``normalize=True`` it is the pair (S, z)
 with the normaliser z [B, H, Dk], and o = q^T S / (q . z + eps). ``form`` is one of
 "parallel" (quadratic reference), "chunk", "chunk_compiled" (the chunk form through
-torch.compile(fullgraph=True); the form to use on CUDA) and "recurrent" (token loop).
+torch.compile(fullgraph=True)), "recurrent" (token loop) and "triton" (chunked Triton kernels,
+forward and backward; the form to use on CUDA: bf16/fp16/fp32, chunk_size 16/32/64/128).
 """
 from __future__ import annotations
 
 from torch import Tensor
 
 from .chunk import linear_attn_chunk
-from .common import FORMS, check_chunk_size, check_form, check_qkv, check_shape, compiled, compute_dtype, default_scale, mm_dtype_for
+from .common import FORMS, TRITON_FORMS, check_chunk_size, check_form, check_qkv, check_shape, compiled, compute_dtype, default_scale, load_triton_chunk, mm_dtype_for
 from .recurrent import linear_attn_recurrent
 from .reference import linear_attn_parallel
 
@@ -33,7 +34,7 @@ def linear_attn(
     form: str = "chunk",
     chunk_size: int = 64,
 ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor] | None]:
-    check_form(form)
+    check_form(form, TRITON_FORMS)
     check_chunk_size(chunk_size)
     B, H, T, Dk, Dv = check_qkv(q, k, v)
     s0 = z0 = None
@@ -51,10 +52,13 @@ def linear_attn(
     dt = compute_dtype(q, k, v)
     out_dtype = v.dtype
     md = mm_dtype_for(form, q, k, v)
-    if md is None:
-        q, k, v = q.to(dt), k.to(dt), v.to(dt)
-    fn = compiled(linear_attn_chunk) if form == "chunk_compiled" else _IMPLS[form]
-    extra = {"mm_dtype": md} if form.startswith("chunk") else {}
+    if form == "triton":  # keeps bf16/fp16 inputs as the kernels' matmul operands
+        fn, extra = load_triton_chunk().linear_attn_triton, {}
+    else:
+        if md is None:
+            q, k, v = q.to(dt), k.to(dt), v.to(dt)
+        fn = compiled(linear_attn_chunk) if form == "chunk_compiled" else _IMPLS[form]
+        extra = {"mm_dtype": md} if form.startswith("chunk") else {}
     o, s, z = fn(
         q, k, v, None if s0 is None else s0.to(dt), None if z0 is None else z0.to(dt),
         normalize=bool(normalize), scale=default_scale(scale, Dk), eps=float(eps), chunk_size=chunk_size, **extra,

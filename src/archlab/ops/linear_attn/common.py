@@ -7,7 +7,8 @@ Every op has one signature across its forms:
   ``form="parallel"``        the quadratic reference (masked kernel matrix), in ``reference.py``;
   ``form="chunk"``           intra-chunk quadratic, inter-chunk state passing, in ``chunk.py``;
   ``form="chunk_compiled"``  the same function through ``torch.compile(fullgraph=True)``;
-  ``form="recurrent"``       one token at a time, the decoding form, in ``recurrent.py``.
+  ``form="recurrent"``       one token at a time, the decoding form, in ``recurrent.py``;
+  ``form="triton"``          (linear_attn, gla) chunked Triton kernels, in ``triton_chunk.py``.
 Low-precision inputs are computed in float32 (float64 stays float64); outputs come back in
 the dtype of ``v`` and final states in the compute dtype.
 """
@@ -22,11 +23,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 FORMS = ("parallel", "chunk", "chunk_compiled", "recurrent")
+TRITON_FORMS = FORMS + ("triton",)  # ops with Triton kernels (linear_attn, gla): triton_chunk.py
 
 
-def check_form(form: str) -> None:
-    if form not in FORMS:
-        raise ValueError(f"form: got {form!r}; accepted: {', '.join(FORMS)}")
+def check_form(form: str, forms: tuple[str, ...] = FORMS) -> None:
+    if form not in forms:
+        raise ValueError(f"form: got {form!r}; accepted: {', '.join(forms)}")
+
+
+def load_triton_chunk():
+    """The Triton form's module; a clear error when triton is not installed."""
+    try:
+        from . import triton_chunk
+    except ImportError as exc:
+        raise ImportError(f"form='triton' needs the triton package (shipped with CUDA builds of torch): {exc}") from exc
+    return triton_chunk
 
 
 def check_chunk_size(chunk_size: int) -> None:

@@ -1,0 +1,154 @@
+"""The "triton" form of linear attention and GLA: chunked kernels (triton_kernels.py) behind one
+torch.autograd.Function, forward and backward in Triton.
+
+Supported: initial state, final state, scale, bf16/fp16/fp32 inputs (float32 accumulation,
+float32 final state and gate gradients), any T (not only multiples of the chunk size), chunk
+sizes 16, 32, 64 and 128. linear_attn's normaliser runs through the same kernels with a column
+of ones appended to v (its state column is z). float64 is refused (use form="chunk").
+The kernels run on CUDA tensors, or on the CPU under Triton's interpreter (TRITON_INTERPRET=1).
+
+Shapes: B batch, H heads, T time, N chunks, C chunk size, Dk key dim, Dv value dim.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from . import triton_kernels as kern
+
+CHUNK_SIZES = (16, 32, 64, 128)
+SUB_CHUNK = 16  # rows of the exact (key-by-key) intra-chunk blocks of GLA
+MAX_TILE = 64  # Dk and Dv tile: a [64, 64] float32 state per program fits the registers
+
+
+def _tile(d: int) -> int:
+    """Power-of-two tile >= 16 (tl.dot's minimum), at most MAX_TILE."""
+    return min(MAX_TILE, max(16, 1 << (d - 1).bit_length()))
+
+
+def check_triton_inputs(chunk_size: int, *xs: Tensor | None) -> None:
+    if chunk_size not in CHUNK_SIZES:
+        raise ValueError(f"chunk_size: got {chunk_size} with form='triton'; accepted: {', '.join(map(str, CHUNK_SIZES))}")
+    for x in xs:
+        if x is None:
+            continue
+        if x.dtype == torch.float64:
+            raise ValueError("form='triton': float64 inputs are not supported; accepted: bfloat16, float16, float32 "
+                             "(use form='chunk' for float64)")
+        if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(f"form='triton': needs CUDA tensors; got {x.device.type} "
+                             "(TRITON_INTERPRET=1 runs the kernels on the CPU, slowly)")
+
+
+class ChunkTriton(torch.autograd.Function):
+    """(q, k, v, g | None, s0 | None) -> (o [B, H, T, Dv] in out_dtype, final state [B, H, Dk, Dv] float32).
+    q, k, v share one dtype; g and s0 are float32."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, s0, scale: float, chunk_size: int, out_dtype: torch.dtype):
+        B, H, T, Dk = q.shape
+        Dv = v.shape[-1]
+        C = chunk_size
+        N = -(-T // C)
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        use_g = g is not None
+        b = _chunk_cumsum(g, C) if use_g else q  # [B, H, N*C, Dk] float32 (unused without gates)
+        BK, BV = _tile(Dk), _tile(Dv)
+        NK, NV = -(-Dk // BK), -(-Dv // BV)
+        BH = B * H
+        prec = "ieee" if q.dtype == torch.float32 else "tf32"
+        hs = q.new_empty(B, H, N, Dk, Dv)
+        s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
+        kern._states_fwd[(NK, NV, BH)](
+            k, v, b, s0 if s0 is not None else s_final, hs, s_final, T, N, Dk, Dv, C, BK, BV,
+            use_g, s0 is not None, prec, num_warps=4)
+        BC = SUB_CHUNK if use_g else C
+        A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
+        kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, BK, use_g, prec, num_warps=4)
+        o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
+        kern._output_fwd[(NV, N, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=4)
+        ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A)
+        ctx.cfg = (scale, C, use_g, prec, g.dtype if use_g else None)
+        ctx.set_materialize_grads(False)
+        return o, s_final
+
+    @staticmethod
+    def backward(ctx, do, d_final):
+        q, k, v, b, s0, hs, A = ctx.saved_tensors
+        scale, C, use_g, prec, g_dtype = ctx.cfg
+        B, H, T, Dk = q.shape
+        Dv = v.shape[-1]
+        N = -(-T // C)
+        BK, BV = _tile(Dk), _tile(Dv)
+        NK, NV = -(-Dk // BK), -(-Dv // BV)
+        BH = B * H
+        b = q if b is None else b
+        do = torch.zeros_like(v) if do is None else do.contiguous()
+        d_final = None if d_final is None else d_final.float().contiguous()
+        dhs = torch.empty_like(hs)
+        want_ds0 = s0 is not None and ctx.needs_input_grad[4]
+        ds0 = torch.empty_like(s0) if want_ds0 else None
+        kern._states_bwd[(NK, NV, BH)](
+            q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
+            Dk, Dv, C, BK, BV, use_g, d_final is not None, want_ds0, prec, num_warps=4)
+        dA = torch.empty_like(A)
+        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, BV, prec, num_warps=4)
+        dv = torch.empty_like(v)
+        kern._dv_bwd[(NV, N, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=4)
+        dq, dk = torch.empty_like(q), torch.empty_like(k)
+        dq_intra = dk_intra = dg = None
+        if use_g:
+            dq_intra = q.new_empty(B, H, N * C, Dk, dtype=torch.float32)
+            dk_intra = torch.empty_like(dq_intra)
+            dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)
+            kern._intra_dqk_gated[(NK, N * (C // SUB_CHUNK), BH)](
+                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, BK, prec, num_warps=4)
+        kern._dqkg_bwd[(NK, N, BH)](
+            q, k, v, b, hs, dhs, do, dA, *(x if x is not None else dA for x in (dq_intra, dk_intra)), dq, dk,
+            dg if use_g else dq, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=4)
+        return dq, dk, dv, None if dg is None else dg.to(g_dtype), ds0, None, None, None
+
+
+def _chunk_cumsum(g: Tensor, C: int) -> Tensor:
+    """Inclusive cumsum of the log gates inside each chunk, float32, time padded to N*C
+    (zero gates: the padded rows repeat the last real row)."""
+    B, H, T, Dk = g.shape
+    pad = (-T) % C
+    gp = torch.nn.functional.pad(g.float(), (0, 0, 0, pad))
+    return gp.view(B, H, -1, C, Dk).cumsum(-2).view(B, H, T + pad, Dk)
+
+
+def chunk_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, s0: Tensor | None, *, scale: float,
+                 chunk_size: int, out_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """q, k: [B, H, T, Dk]; v: [B, H, T, Dv]; g: [B, H, T, Dk] log gates or None; s0: [B, H, Dk, Dv]
+    or None. q, k, v are cast to one dtype (float32 if they differ). Returns (o [B, H, T, Dv] in
+    ``out_dtype`` (default v's), final state [B, H, Dk, Dv] float32)."""
+    check_triton_inputs(chunk_size, q, k, v, g, s0)
+    dt = q.dtype if q.dtype == k.dtype == v.dtype else torch.float32
+    return ChunkTriton.apply(
+        q.to(dt), k.to(dt), v.to(dt), None if g is None else g.float(), None if s0 is None else s0.float().contiguous(),
+        float(scale), chunk_size, out_dtype or v.dtype)
+
+
+def linear_attn_triton(
+    q: Tensor, k: Tensor, v: Tensor, s0: Tensor | None, z0: Tensor | None, *,
+    normalize: bool, scale: float, eps: float, chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Same contract as linear_attn_chunk. The normaliser is the extra value column of ones:
+    its output is q . z and its state column is z."""
+    if not normalize:
+        o, s = chunk_triton(q, k, v, None, s0, scale=scale, chunk_size=chunk_size)
+        return o, s, None
+    B, H, T, Dk = q.shape
+    Dv = v.shape[-1]
+    v1 = torch.cat([v, v.new_ones(B, H, T, 1)], dim=-1)  # [B, H, T, Dv + 1]
+    s1 = None
+    if s0 is not None or z0 is not None:
+        s0 = q.new_zeros(B, H, Dk, Dv, dtype=torch.float32) if s0 is None else s0.float()
+        z0 = q.new_zeros(B, H, Dk, dtype=torch.float32) if z0 is None else z0.float()
+        s1 = torch.cat([s0, z0.unsqueeze(-1)], dim=-1)  # [B, H, Dk, Dv + 1]
+    o1, s = chunk_triton(q, k, v1, None, s1, scale=scale, chunk_size=chunk_size, out_dtype=torch.float32)
+    o = o1[..., :Dv] / (o1[..., Dv:] + eps)
+    return o, s[..., :Dv], s[..., Dv]

@@ -1,0 +1,298 @@
+"""Triton kernels of the chunked (gated) linear attention, forward and backward.
+
+One set of kernels serves linear attention (``USE_G=False``) and GLA (``USE_G=True``, one log
+decay per step and key channel). Per chunk n of C steps, with b the inclusive cumsum of the
+log gates inside the chunk (b = 0 without gates), b_L its last row and h_n the state entering
+the chunk:
+    o   = scale (Q ⊙ e^b) h_n + A V,        A_ij = scale sum_d q_id k_jd e^(b_id - b_jd)  (j <= i)
+    h_{n+1} = e^(b_L) ⊙ h_n + (K ⊙ e^(b_L - b))^T V
+Backward, with dh' the gradient of h_{n+1} and dA = dO V^T (j <= i):
+    dh_n = e^(b_L) ⊙ dh' + scale (Q ⊙ e^b)^T dO
+    dV   = A^T dO + (K ⊙ e^(b_L - b)) dh'
+    dQ   = scale [e^b ⊙ (dO h_n^T) + intra],  dK = e^(b_L - b) ⊙ (V dh'^T) + intra
+    db   = Q ⊙ dQ - K ⊙ dK, plus on the last row sum_j k_j ⊙ dK_inter_j + e^(b_L) ⊙ rowsum(h_n ⊙ dh')
+    dg_t = sum_{i >= t in the chunk} db_i   (b is a cumsum of g: its gradient is the reverse cumsum)
+Every exponent is kept <= 0 for gates <= 0: the intra-chunk terms of GLA are split into
+sub-chunks of BC rows; a pair of sub-chunks factors through the boundary row between them and
+pairs inside one sub-chunk are summed key by key (the masked exponent is set to -inf before exp).
+
+The sequential kernels (_states_fwd, _states_bwd) walk the chunks of one (batch*head, Dk tile,
+Dv tile) keeping the running state in registers; every other kernel is parallel over chunks.
+Matmul operands are in the input dtype, accumulation in float32; states h are stored in the
+input dtype, A, dA and b in float32. Time is not padded: rows >= T load as zeros (a zero key,
+value or gate leaves the state unchanged); b is allocated padded to N*C rows.
+
+Shapes: B batch, H heads (BH = B*H programs), T time, N chunks, C chunk size, BC sub-chunk size,
+P = C // BC sub-chunks, Dk key dim (tiles of BK), Dv value dim (tiles of BV).
+Tensors: q, k [BH, T, Dk]; v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C].
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tile(ptr, rows, cols, n_rows, n_cols, stride):
+    """Load ptr[rows, cols] of a row-major [n_rows, stride] matrix; out-of-range entries are 0."""
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _put(ptr, x, rows, cols, n_rows, n_cols, stride):
+    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    tl.store(ptr + rows[:, None] * stride + cols[None, :], x.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _causal_tile(a_ptr, rows, cols, T, C: tl.constexpr):
+    """A[rows, cols] of a [N*C, C] matrix, zero where the key column is after the query row."""
+    mask = ((rows[:, None] % C) >= cols[None, :]) & (rows[:, None] < T)
+    return tl.load(a_ptr + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _states_fwd(k, v, b, s0, hs, s_final, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, HAS_S0: tl.constexpr,
+                PREC: tl.constexpr):
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    rk = i_k * BK + tl.arange(0, BK)
+    rv = i_v * BV + tl.arange(0, BV)
+    rc = tl.arange(0, C)
+    k, v, b = k + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK
+    hs = hs + i_bh * N * DK * DV
+    h = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_S0:
+        h += _tile(s0 + i_bh * DK * DV, rk, rv, DK, DV, DV)
+    for n in range(N):
+        _put(hs + n * DK * DV, h, rk, rv, DK, DV, DV)
+        kk = _tile(k, n * C + rc, rk, T, DK, DK)  # [C, BK]
+        vv = _tile(v, n * C + rc, rv, T, DV, DV)  # [C, BV]
+        if USE_G:
+            bb = _tile(b, n * C + rc, rk, N * C, DK, DK)  # [C, BK]
+            b_last = tl.load(b + (n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)  # [BK]
+            kk = (kk * tl.exp(b_last[None, :] - bb)).to(vv.dtype)
+            h = h * tl.exp(b_last)[:, None]
+        h += tl.dot(tl.trans(kk), vv, input_precision=PREC)
+    _put(s_final + i_bh * DK * DV, h, rk, rv, DK, DV, DV)
+
+
+@triton.jit
+def _intra_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+               BK: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
+    """A for the BC query rows of sub-chunk p against every earlier-or-same key of the chunk."""
+    i_p, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    q, k, b, A = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
+    row0 = i_n * C + i_p * BC
+    ri = row0 + tl.arange(0, BC)
+    rc = tl.arange(0, BC)
+    for jb in range(0, i_p):  # earlier sub-chunks: one matmul through the boundary row r = row0
+        acc = tl.zeros([BC, BC], dtype=tl.float32)
+        rj = i_n * C + jb * BC + rc
+        for i_k in range(0, tl.cdiv(DK, BK)):
+            rk = i_k * BK + tl.arange(0, BK)
+            qq = _tile(q, ri, rk, T, DK, DK)
+            kk = _tile(k, rj, rk, T, DK, DK)
+            if USE_G:
+                r = tl.load(b + row0 * DK + rk, mask=rk < DK, other=0.0)
+                qq = (qq * tl.exp(_tile(b, ri, rk, N * C, DK, DK) - r[None, :])).to(k.dtype.element_ty)
+                kk = (kk * tl.exp(r[None, :] - _tile(b, rj, rk, N * C, DK, DK))).to(k.dtype.element_ty)
+            acc += tl.dot(qq, tl.trans(kk), input_precision=PREC)
+        _put(A, acc * scale, ri, jb * BC + rc, N * C, C, C)
+    acc = tl.zeros([BC, BC], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(DK, BK)):
+        rk = i_k * BK + tl.arange(0, BK)
+        qq = _tile(q, ri, rk, T, DK, DK)
+        if USE_G:  # inside the sub-chunk: key by key, exact
+            bq = _tile(b, ri, rk, N * C, DK, DK)
+            qq = qq.to(tl.float32)
+            for j in range(0, BC):
+                kj = tl.load(k + (row0 + j) * DK + rk, mask=(rk < DK) & (row0 + j < T), other=0.0).to(tl.float32)
+                bj = tl.load(b + (row0 + j) * DK + rk, mask=rk < DK, other=0.0)
+                expo = tl.where(rc[:, None] >= j, bq - bj[None, :], float("-inf"))
+                col = tl.sum(qq * kj[None, :] * tl.exp(expo), axis=1)  # [BC]
+                acc += tl.where(rc[None, :] == j, col[:, None], 0.0)
+        else:
+            kk = _tile(k, ri, rk, T, DK, DK)
+            acc += tl.dot(qq, tl.trans(kk), input_precision=PREC)
+    _put(A, acc * scale, ri, i_p * BC + rc, N * C, C, C)
+
+
+@triton.jit
+def _output_fwd(q, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
+    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    q, v, b, o = q + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK, o + i_bh * T * DV
+    hs, A = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C
+    rt = i_n * C + tl.arange(0, C)
+    rv = i_v * BV + tl.arange(0, BV)
+    acc = tl.zeros([C, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(DK, BK)):
+        rk = i_k * BK + tl.arange(0, BK)
+        qq = _tile(q, rt, rk, T, DK, DK)
+        if USE_G:
+            qq = (qq * tl.exp(_tile(b, rt, rk, N * C, DK, DK))).to(hs.dtype.element_ty)
+        acc += tl.dot(qq, _tile(hs, rk, rv, DK, DV, DV), input_precision=PREC)
+    vv = _tile(v, rt, rv, T, DV, DV)
+    aa = _causal_tile(A, rt, tl.arange(0, C), T, C).to(vv.dtype)
+    acc = acc * scale + tl.dot(aa, vv, input_precision=PREC)
+    _put(o, acc, rt, rv, T, DV, DV)
+
+
+@triton.jit
+def _states_bwd(q, do, b, d_final, dhs, ds0, scale, T, N, DK: tl.constexpr, DV: tl.constexpr,
+                C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
+                HAS_DFINAL: tl.constexpr, STORE_DS0: tl.constexpr, PREC: tl.constexpr):
+    """dhs[n] = gradient of the state leaving chunk n; ds0 = gradient of the initial state."""
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    rk = i_k * BK + tl.arange(0, BK)
+    rv = i_v * BV + tl.arange(0, BV)
+    rc = tl.arange(0, C)
+    q, do, b = q + i_bh * T * DK, do + i_bh * T * DV, b + i_bh * N * C * DK
+    dhs = dhs + i_bh * N * DK * DV
+    dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_DFINAL:
+        dh += _tile(d_final + i_bh * DK * DV, rk, rv, DK, DV, DV)
+    for i in range(0, N):
+        n = N - 1 - i
+        _put(dhs + n * DK * DV, dh, rk, rv, DK, DV, DV)
+        qq = _tile(q, n * C + rc, rk, T, DK, DK)  # [C, BK]
+        dd = _tile(do, n * C + rc, rv, T, DV, DV).to(q.dtype.element_ty)  # [C, BV]
+        if USE_G:
+            b_last = tl.load(b + (n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)
+            qq = (qq * tl.exp(_tile(b, n * C + rc, rk, N * C, DK, DK))).to(q.dtype.element_ty)
+            dh = dh * tl.exp(b_last)[:, None]
+        dh += tl.dot(tl.trans(qq), dd, input_precision=PREC) * scale
+    if STORE_DS0:
+        _put(ds0 + i_bh * DK * DV, dh, rk, rv, DK, DV, DV)
+
+
+@triton.jit
+def _intra_dA(do, v, dA, T, N, DV: tl.constexpr, C: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """dA = dO V^T inside each chunk (the upper triangle is never read)."""
+    i_n, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    do, v, dA = do + i_bh * T * DV, v + i_bh * T * DV, dA + i_bh * N * C * C
+    rt = i_n * C + tl.arange(0, C)
+    acc = tl.zeros([C, C], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(DV, BV)):
+        rv = i_v * BV + tl.arange(0, BV)
+        vv = _tile(v, rt, rv, T, DV, DV)
+        acc += tl.dot(_tile(do, rt, rv, T, DV, DV).to(vv.dtype), tl.trans(vv), input_precision=PREC)
+    _put(dA, acc, rt, tl.arange(0, C), N * C, C, C)
+
+
+@triton.jit
+def _dv_bwd(k, v, b, A, do, dhs, dv, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+            BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
+    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    k, b, A = k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
+    do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
+    dhs = dhs + (i_bh * N + i_n) * DK * DV
+    rt = i_n * C + tl.arange(0, C)
+    rv = i_v * BV + tl.arange(0, BV)
+    dd = _tile(do, rt, rv, T, DV, DV).to(v.dtype.element_ty)
+    aa = _causal_tile(A, rt, tl.arange(0, C), T, C).to(v.dtype.element_ty)
+    acc = tl.dot(tl.trans(aa), dd, input_precision=PREC)
+    for i_k in range(0, tl.cdiv(DK, BK)):
+        rk = i_k * BK + tl.arange(0, BK)
+        kk = _tile(k, rt, rk, T, DK, DK)
+        if USE_G:
+            b_last = tl.load(b + (i_n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)
+            kk = (kk * tl.exp(b_last[None, :] - _tile(b, rt, rk, N * C, DK, DK))).to(v.dtype.element_ty)
+        acc += tl.dot(kk, _tile(dhs, rk, rv, DK, DV, DV), input_precision=PREC)
+    _put(dv, acc, rt, rv, T, DV, DV)
+
+
+@triton.jit
+def _intra_dqk_gated(q, k, b, dA, dq, dk, scale, T, N, DK: tl.constexpr, C: tl.constexpr,
+                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    """The intra-chunk parts of dQ (rows of sub-chunk p) and dK (keys of sub-chunk p) for GLA,
+    written in float32 to dq, dk [BH, N*C, Dk]."""
+    i_k, i_np, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    P: tl.constexpr = C // BC
+    i_n, i_p = i_np // P, i_np % P
+    q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
+    dA, dq, dk = dA + i_bh * N * C * C, dq + i_bh * N * C * DK, dk + i_bh * N * C * DK
+    DT = k.dtype.element_ty
+    rk = i_k * BK + tl.arange(0, BK)
+    rc = tl.arange(0, BC)
+    row0 = i_n * C + i_p * BC
+    ri = row0 + rc
+    bi = _tile(b, ri, rk, N * C, DK, DK)  # [BC, BK]
+    # dQ_i = scale sum_{j <= i} dA_ij k_j e^(b_i - b_j): earlier sub-chunks through r = b[row0]
+    r = tl.load(b + row0 * DK + rk, mask=rk < DK, other=0.0)
+    acc = tl.zeros([BC, BK], dtype=tl.float32)
+    for jb in range(0, i_p):
+        rj = i_n * C + jb * BC + rc
+        kk = (_tile(k, rj, rk, T, DK, DK) * tl.exp(r[None, :] - _tile(b, rj, rk, N * C, DK, DK))).to(DT)
+        acc += tl.dot(_tile(dA, ri, jb * BC + rc, N * C, C, C).to(DT), kk, input_precision=PREC)
+    acc = acc * tl.exp(bi - r[None, :])
+    for j in range(0, BC):
+        da = tl.load(dA + ri * C + i_p * BC + j)  # [BC] column j of the diagonal block
+        kj = tl.load(k + (row0 + j) * DK + rk, mask=(rk < DK) & (row0 + j < T), other=0.0).to(tl.float32)
+        bj = tl.load(b + (row0 + j) * DK + rk, mask=rk < DK, other=0.0)
+        expo = tl.where(rc[:, None] >= j, bi - bj[None, :], float("-inf"))
+        acc += da[:, None] * kj[None, :] * tl.exp(expo)
+    _put(dq, acc * scale, ri, rk, N * C, DK, DK)
+    # dK_j = scale sum_{i >= j} dA_ij q_i e^(b_i - b_j): later sub-chunks through r = b[last row of p]
+    r = tl.load(b + (row0 + BC - 1) * DK + rk, mask=rk < DK, other=0.0)
+    acc = tl.zeros([BC, BK], dtype=tl.float32)
+    for ib in range(i_p + 1, P):
+        rr = i_n * C + ib * BC + rc
+        qq = (_tile(q, rr, rk, T, DK, DK) * tl.exp(_tile(b, rr, rk, N * C, DK, DK) - r[None, :])).to(DT)
+        acc += tl.dot(tl.trans(_tile(dA, rr, i_p * BC + rc, N * C, C, C).to(DT)), qq, input_precision=PREC)
+    acc = acc * tl.exp(r[None, :] - bi)
+    for i in range(0, BC):
+        da = tl.load(dA + (row0 + i) * C + i_p * BC + rc)  # [BC] row i of the diagonal block
+        qi = tl.load(q + (row0 + i) * DK + rk, mask=(rk < DK) & (row0 + i < T), other=0.0).to(tl.float32)
+        b_i = tl.load(b + (row0 + i) * DK + rk, mask=rk < DK, other=0.0)
+        expo = tl.where(rc[:, None] <= i, b_i[None, :] - bi, float("-inf"))
+        acc += da[:, None] * qi[None, :] * tl.exp(expo)
+    _put(dk, acc * scale, ri, rk, N * C, DK, DK)
+
+
+@triton.jit
+def _dqkg_bwd(q, k, v, b, hs, dhs, do, dA, dq_intra, dk_intra, dq, dk, dg, scale, T, N,
+              DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+              USE_G: tl.constexpr, PREC: tl.constexpr):
+    """dQ, dK (and dg with gates) of chunk n for one Dk tile, written to dq, dk, dg [BH, T, Dk].
+    With gates the intra-chunk parts come from _intra_dqk_gated (dq_intra, dk_intra); without,
+    they are two matmuls with dA here."""
+    i_k, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
+    v, do = v + i_bh * T * DV, do + i_bh * T * DV
+    hs, dhs = hs + (i_bh * N + i_n) * DK * DV, dhs + (i_bh * N + i_n) * DK * DV
+    dq, dk, dg = dq + i_bh * T * DK, dk + i_bh * T * DK, dg + i_bh * T * DK
+    DT = k.dtype.element_ty
+    rt = i_n * C + tl.arange(0, C)
+    rk = i_k * BK + tl.arange(0, BK)
+    dq_acc = tl.zeros([C, BK], dtype=tl.float32)
+    dk_acc = tl.zeros([C, BK], dtype=tl.float32)
+    hdh = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(DV, BV)):
+        rv = i_v * BV + tl.arange(0, BV)
+        hh = _tile(hs, rk, rv, DK, DV, DV)  # [BK, BV]
+        dh = _tile(dhs, rk, rv, DK, DV, DV)
+        dq_acc += tl.dot(_tile(do, rt, rv, T, DV, DV).to(hh.dtype), tl.trans(hh), input_precision=PREC)
+        dk_acc += tl.dot(_tile(v, rt, rv, T, DV, DV).to(dh.dtype), tl.trans(dh), input_precision=PREC)
+        if USE_G:
+            hdh += tl.sum(hh.to(tl.float32) * dh.to(tl.float32), axis=1)
+    qq = _tile(q, rt, rk, T, DK, DK)
+    kk = _tile(k, rt, rk, T, DK, DK)
+    if USE_G:
+        bb = _tile(b, rt, rk, N * C, DK, DK)
+        b_last = tl.load(b + (i_n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)
+        dq_acc = dq_acc * tl.exp(bb) * scale + _tile(dq_intra + i_bh * N * C * DK, rt, rk, N * C, DK, DK)
+        dk_inter = dk_acc * tl.exp(b_last[None, :] - bb)
+        dk_acc = dk_inter + _tile(dk_intra + i_bh * N * C * DK, rt, rk, N * C, DK, DK)
+        kf = kk.to(tl.float32)
+        db = qq.to(tl.float32) * dq_acc - kf * dk_acc
+        tail = tl.sum(kf * dk_inter, axis=0) + tl.exp(b_last) * hdh  # d b_L, shared by every step
+        _put(dg, tl.cumsum(db, 0, reverse=True) + tail[None, :], rt, rk, T, DK, DK)
+    else:
+        da = _causal_tile(dA + i_bh * N * C * C, rt, tl.arange(0, C), T, C).to(DT)
+        dq_acc = (dq_acc + tl.dot(da, kk, input_precision=PREC)) * scale
+        dk_acc += tl.dot(tl.trans(da), qq, input_precision=PREC) * scale
+    _put(dq, dq_acc, rt, rk, T, DK, DK)
+    _put(dk, dk_acc, rt, rk, T, DK, DK)

@@ -1,0 +1,139 @@
+"""The Triton form of linear_attn and gla against the parallel reference: outputs, final states
+and the gradients of q, k, v, the gates and the initial state.
+
+On the CPU the kernels run under Triton's interpreter at tiny sizes:
+    TRITON_INTERPRET=1 python -m pytest -q tests/ops/test_linear_triton.py
+The gpu-marked tests run the compiled kernels at real sizes (D=128, T not a multiple of C).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+triton = pytest.importorskip("triton", reason="form='triton' needs triton (absent from CPU-only installs)")
+
+from archlab.ops.gla import gla  # noqa: E402
+from archlab.ops.linear_attn import linear_attn  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# Triton 3.6's interpreter turns loop bounds into int(1-element array), an error from numpy 2.4 on
+NUMPY_OK = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 4)
+interpreter = pytest.mark.skipif(
+    not (INTERPRET and NUMPY_OK),
+    reason="the Triton kernels run on the CPU only under TRITON_INTERPRET=1 with numpy < 2.4")
+
+
+def _inputs(B, H, T, Dk, Dv, device, gated, seed=0):
+    g = torch.Generator(device=device).manual_seed(seed)
+    r = lambda *s: torch.randn(*s, device=device, generator=g, dtype=torch.float64)  # noqa: E731
+    x = {"q": r(B, H, T, Dk), "k": r(B, H, T, Dk), "v": r(B, H, T, Dv), "s0": r(B, H, Dk, Dv)}
+    if gated:
+        x["g"] = F.logsigmoid(r(B, H, T, Dk) + 1.0)
+    return x
+
+
+def _run(op, x, dtype, form):
+    """Output, final state(s) and gradients of every input."""
+    leaves = {n: t.to(dtype).detach().requires_grad_() for n, t in x.items()}
+    o, final = op(leaves, form)
+    finals = list(final) if isinstance(final, tuple) else [final]
+    weights = [torch.linspace(-1, 1, f.numel(), dtype=torch.float64, device=f.device).view_as(f) for f in finals]
+    loss = o.double().square().sum() + sum((f.double() * w).sum() for f, w in zip(finals, weights))
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return [o, *finals, *grads], ["o", *[f"final{i}" for i in range(len(finals))], *[f"d{n}" for n in leaves]]
+
+
+def _compare(op, x, dtype, tol, ref_form="parallel"):
+    got, names = _run(op, x, dtype, "triton")
+    ref, _ = _run(op, x, torch.float64, ref_form)
+    for name, a, b in zip(names, got, ref):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a.double(), b, rtol=tol, atol=tol * scale, msg=lambda m: f"{name}: {m}")
+
+
+def _la(x, form, normalize=False, chunk_size=16):
+    s0 = x.get("s0")
+    if normalize:  # positive features keep the normaliser away from zero
+        q, k = F.elu(x["q"]) + 1, F.elu(x["k"]) + 1
+        init = None if s0 is None else (s0, x["z0"])
+        return linear_attn(q, k, x["v"], normalize=True, initial_state=init, output_final_state=True,
+                           form=form, chunk_size=chunk_size)
+    return linear_attn(x["q"], x["k"], x["v"], scale=0.3, initial_state=s0, output_final_state=True,
+                       form=form, chunk_size=chunk_size)
+
+
+def _gla(x, form, chunk_size=16):
+    return gla(x["q"], x["k"], x["v"], x["g"], scale=0.3, initial_state=x.get("s0"), output_final_state=True,
+               form=form, chunk_size=chunk_size)
+
+
+@interpreter
+@pytest.mark.parametrize("T,D,with_s0", [(37, 16, True), (64, 32, False), (130, 16, True)])
+def test_linear_attn_triton_interpreted(T, D, with_s0):
+    x = _inputs(1, 2, T, D, D, "cpu", gated=False)
+    if not with_s0:
+        del x["s0"]
+    _compare(_la, x, torch.float32, 1e-5)
+
+
+@interpreter
+@pytest.mark.parametrize("with_s0", [True, False])
+def test_linear_attn_triton_normalized_interpreted(with_s0):
+    x = _inputs(1, 2, 37, 16, 16, "cpu", gated=False)
+    if with_s0:
+        x["s0"], x["z0"] = x["s0"].abs(), torch.rand(1, 2, 16, dtype=torch.float64)
+    else:
+        del x["s0"]
+    _compare(lambda x, form: _la(x, form, normalize=True), x, torch.float32, 1e-5)
+
+
+@interpreter
+@pytest.mark.parametrize("T,C,with_s0", [(37, 16, True), (37, 32, False), (64, 32, True)])
+def test_gla_triton_interpreted(T, C, with_s0):
+    x = _inputs(1, 2, T, 16, 16, "cpu", gated=True)
+    if not with_s0:
+        del x["s0"]
+    _compare(lambda x, form: _gla(x, form, chunk_size=C), x, torch.float32, 1e-5)
+
+
+@interpreter
+def test_gla_triton_strong_decay_stays_finite():
+    """Log gates of -30 per step: within a chunk e^(b_j - b_i) would overflow float32 if the
+    kernels factored it through the chunk's first row."""
+    x = _inputs(1, 1, 32, 16, 16, "cpu", gated=True)
+    x["g"] = torch.full_like(x["g"], -30.0)
+    x["g"][..., ::5, :] = -0.01
+    _compare(lambda x, form: _gla(x, form, chunk_size=32), x, torch.float32, 1e-5)
+
+
+def test_triton_form_rejects_what_it_does_not_support():
+    q = torch.randn(1, 1, 8, 16)
+    with pytest.raises(ValueError, match="chunk_size"):
+        linear_attn(q, q, q, form="triton", chunk_size=24)
+    with pytest.raises(ValueError, match="float64"):
+        gla(q.double(), q.double(), q.double(), q.double(), form="triton", chunk_size=16)
+    if not INTERPRET:
+        with pytest.raises(ValueError, match="CUDA"):
+            linear_attn(q, q, q, form="triton", chunk_size=16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA or INTERPRET, reason="needs CUDA (and TRITON_INTERPRET unset)")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
+@pytest.mark.parametrize("op", ["linear_attn", "linear_attn_norm", "gla"])
+@pytest.mark.parametrize("T", [1000, 2048])
+def test_triton_at_real_sizes_on_gpu(op, dtype, tol, T):
+    """Against the chunk form in float64 (the parallel GLA reference would need [T, T, Dk] decays)."""
+    x = _inputs(2, 4, T, 128, 128, "cuda", gated=op == "gla")
+    x["q"], x["k"] = x["q"] / 4, x["k"] / 4  # keep D=128 dot products in bf16 range
+    fn = {"linear_attn": lambda x, f: _la(x, f, chunk_size=64),
+          "gla": lambda x, f: _gla(x, f, chunk_size=64)}.get(op)
+    if op == "linear_attn_norm":
+        x["s0"], x["z0"] = x["s0"].abs(), torch.rand(2, 4, 128, dtype=torch.float64, device="cuda")
+        fn = lambda x, f: _la(x, f, normalize=True, chunk_size=64)  # noqa: E731
+    _compare(fn, x, dtype, tol, ref_form="chunk")
