@@ -36,10 +36,32 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def profile_steps(model, ids, steps: int = 10) -> None:
+    """Kernel table of ``steps`` decode steps without the graph: where a step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for label, kw in (("eager", {}), ("compiled", {"compile": True})):
+        dec = GraphDecoder(model, 1, PROMPT + NEW, use_graph=False, **kw)
+        logits = dec.prefill(ids)
+        for _ in range(3):
+            logits = dec.step(logits.argmax(-1))
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                logits = dec.step(logits.argmax(-1))
+            torch.cuda.synchronize()
+        ev = prof.key_averages()
+        n = sum(e.count for e in ev if e.device_type.name == "CUDA") / steps
+        busy = sum(e.self_device_time_total for e in ev) / steps / 1e3
+        print(f"--- decode step, {label}: {n:.0f} kernels per step, {busy:.3f} ms of kernel time per step")
+        print(ev.table(sort_by="self_cuda_time_total", row_limit=18))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
     ap.add_argument("--compile", action="store_true", help="also time a compiled step inside the graph")
+    ap.add_argument("--profile", action="store_true", help="print the kernels of one decode step (eager and compiled)")
     args = ap.parse_args()
     _, gbs = measure_ceilings()
     cfg = cfg_1b()
@@ -67,7 +89,11 @@ def main() -> None:
     ours("archlab static cache, eager steps", use_graph=False)
     dec = ours("archlab static cache + CUDA graph")
     if args.compile:
-        ours("archlab static cache + compiled step + CUDA graph", compile=True)
+        ours("archlab static cache + compiled step (inductor default) + CUDA graph", compile=True)
+        ours("archlab static cache + compiled step (max-autotune-no-cudagraphs) + CUDA graph",
+             compile="max-autotune-no-cudagraphs")
+    if args.profile:
+        profile_steps(model, ids)
     if dec is not None:
         ref = archlab.generate(model, ids, 32)
         same = torch.equal(GraphDecoder(model, 1, PROMPT + NEW).generate(ids, 32), ref)

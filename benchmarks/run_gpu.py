@@ -1,9 +1,12 @@
 """Run every GPU benchmark (and the GPU tests) in one command and write RESULTS.md.
 
-    python benchmarks/run_gpu.py [--out-dir benchmarks] [--only decode,train_step] [--skip ...] [--tests]
+    python benchmarks/run_gpu.py [--out-dir DIR] [--only decode,train_step] [--skip ...] [--tests]
+    python benchmarks/run_gpu.py --assemble [--out-dir benchmarks]
 
 Each benchmark runs in its own process with a time limit, so one failure or hang costs
-only its own row; its Markdown section lands in RESULTS.md with the command that made it.
+only its own row. Its Markdown section, with the command that made it, is written to
+DIR/results/NAME.md; DIR/RESULTS.md is then assembled from every section there, in the order
+below, so a partial run (``--only``) replaces its own sections and keeps the others.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "ceilings": ("ceilings_gpu.py", [], 60),
     "attention_window": ("attention_window_gpu.py", [], 150),
-    "decode": ("decode_gpu.py", [], 180),
+    "decode": ("decode_gpu.py", ["--compile"], 300),
     "train_step": ("train_step_gpu.py", [], 300),
     "moe": ("moe_gpu.py", [], 150),
     "linear_attention": ("linear_attention_gpu.py", [], 240),
@@ -29,30 +32,75 @@ BENCHMARKS = {
 }
 
 
+ORDER = ["tests", *BENCHMARKS]
+
+
+def assemble(out: Path) -> Path:
+    """RESULTS.md from the sections in out/results (benchmarks in BENCHMARKS order, then any other)."""
+    res = out / "results"
+    have = {p.stem: p for p in sorted(res.glob("*.md"))} if res.exists() else {}
+    names = [n for n in ORDER if n in have] + [n for n in have if n not in ORDER]
+    text = ("# GPU benchmark results\n\nProduced by `python benchmarks/run_gpu.py --tests` (each section names its "
+            "script and the date it ran).\n\n" + "\n".join(have[n].read_text().rstrip() + "\n" for n in names))
+    dst = out / "RESULTS.md"
+    tmp = dst.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(dst)
+    return dst
+
+
+def _save(out: Path, name: str, text: str) -> None:
+    res = out / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    tmp = res / f"{name}.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(res / f"{name}.md")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", default=str(HERE))
     ap.add_argument("--only", default="")
     ap.add_argument("--skip", default="")
     ap.add_argument("--tests", action="store_true", help="also run pytest -m gpu first")
+    ap.add_argument("--assemble", action="store_true", help="only rebuild RESULTS.md from out-dir/results")
+    ap.add_argument("--deadline", type=float, default=None, help="seconds for the whole run: each benchmark's "
+                    "limit is cut to what is left, and one with under 30 s left is skipped")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=ARGS",
+                    help="more arguments for one benchmark, e.g. --extra 'moe=--profile'")
     args = ap.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.assemble:
+        print(f"wrote {assemble(out)}")
+        return 0
+    t_run = time.time()
+    left = lambda: float("inf") if args.deadline is None else args.deadline - (time.time() - t_run)  # noqa: E731
+    more = {k: v.split() for k, v in (e.split("=", 1) for e in args.extra)}
     only = [s for s in args.only.split(",") if s]
     skip = set(s for s in args.skip.split(",") if s)
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "PYTHONUNBUFFERED": "1"}
-    sections = []
+    import torch
+
+    stamp = (f"{time.strftime('%Y-%m-%d')}, {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
+             f"torch {torch.__version__}")
     if args.tests:
         t = time.time()
         r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(HERE.parent / "tests")],
-                           env=env, capture_output=True, text=True, timeout=600)
+                           env=env, capture_output=True, text=True, timeout=min(600, max(30, left() - 60)))
         tail = "\n".join(r.stdout.strip().splitlines()[-15:])
         print(r.stdout[-6000:], r.stderr[-2000:], flush=True)
-        sections.append(f"## GPU tests (`pytest -m gpu`), {time.time() - t:.0f} s\n\n```\n{tail}\n```\n")
+        _save(out, "tests", f"## GPU tests\n\n`python -m pytest -m gpu tests` -- {stamp}, {time.time() - t:.0f} s\n\n"
+                            f"```\n{tail}\n```\n")
     for name, (script, extra, limit) in BENCHMARKS.items():
         if (only and name not in only) or name in skip or not (HERE / script).exists():
             continue
+        limit = min(limit, left() - 5)
+        if limit < 30:
+            print(f"=== {name}: skipped, {left():.0f} s left of --deadline", flush=True)
+            continue
+        extra = [*extra, *more.get(name, [])]
         md = out / f"{name}.md"
         md.unlink(missing_ok=True)
         cmd = [sys.executable, str(HERE / script), "--out", str(md), *extra]
@@ -61,14 +109,17 @@ def main() -> int:
         try:
             r = subprocess.run(cmd, env=env, cwd=HERE, timeout=limit, capture_output=True, text=True)
             status = "ok" if r.returncode == 0 else f"exit {r.returncode}"
-            log = r.stdout[-3000:] + r.stderr[-3000:]
+            log = r.stdout + r.stderr
         except subprocess.TimeoutExpired as e:
-            status, log = f"timed out after {limit} s", ((e.stdout or b"")[-3000:]).decode(errors="replace") if isinstance(e.stdout, bytes) else str(e.stdout)[-3000:]
-        print(log, flush=True)
+            text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+            status, log = f"timed out after {limit:.0f} s", text(e.stdout) + text(e.stderr)
+        print(log[-3000:], flush=True)
+        (out / f"{name}.log").write_text(log)  # the whole output (profiles, tracebacks)
         body = md.read_text() if md.exists() else f"## {name}\n\n(no table: {status})\n\n```\n{log[-1500:]}\n```\n"
-        sections.append(body + f"\n`python benchmarks/{script} {' '.join(extra)}` -- {status}, {time.time() - t:.0f} s\n")
-    (out / "RESULTS.md").write_text("# GPU benchmark results\n\n" + "\n".join(sections))
-    print(f"wrote {out / 'RESULTS.md'}")
+        md.unlink(missing_ok=True)
+        _save(out, name, body.rstrip() + f"\n\n`python benchmarks/{script} {' '.join(extra)}` -- {status}, "
+                                          f"{time.time() - t:.0f} s; {stamp}\n")
+    print(f"wrote {assemble(out)}")
     return 0
 
 

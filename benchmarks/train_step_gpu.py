@@ -21,10 +21,9 @@ from decode_gpu import cfg_1b
 B, T = 4, 2048
 
 
-def step_fn(model, opt, ids, logits_of):
+def step_fn(model, opt, ids, loss_of):
     def step():
-        logits = logits_of(model, ids[:, :-1])
-        loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+        loss = loss_of(model, ids[:, :-1], ids[:, 1:])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -42,17 +41,19 @@ def main() -> None:
     ids = torch.randint(0, cfg.vocab_size, (B, T + 1), device="cuda")
     rows = []
 
-    def run(label, model, logits_of, compile_: bool):
+    def run(label, model, loss_of, compile_: bool):
         try:
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
             m = torch.compile(model) if compile_ else model
-            ms = bench(step_fn(m, opt, ids, logits_of), warmup=3, rep=8)
+            torch.cuda.reset_peak_memory_stats()
+            ms = bench(step_fn(m, opt, ids, loss_of), warmup=3, rep=8)
+            gib = torch.cuda.max_memory_allocated() / 2**30
             tps = B * T / (ms * 1e-3)
             tf = tps * flops_tok / 1e12
-            rows.append([label, f"{ms:.1f}", f"{tps:,.0f}", f"{tf:.0f}", f"{tf / peak:.0%}"])
+            rows.append([label, f"{ms:.1f}", f"{tps:,.0f}", f"{tf:.0f}", f"{tf / peak:.0%}", f"{gib:.1f}"])
             return tps
         except Exception as e:
-            rows.append([label, f"failed: {type(e).__name__}: {str(e)[:100]}", "", "", ""])
+            rows.append([label, f"failed: {type(e).__name__}: {str(e)[:100]}", "", "", "", ""])
         finally:
             torch.cuda.empty_cache()
 
@@ -61,9 +62,15 @@ def main() -> None:
     for c in variants:
         torch.manual_seed(0)
         model = archlab.build(cfg, device="cuda", dtype=torch.bfloat16)
-        ours[c] = run(f"archlab{' compiled' if c else ''}", model, lambda m, x: m(x), c)
+        # the model's loss path: chunked head + cross-entropy, no [B, T, V] float32 logits
+        ours[c] = run(f"archlab{' compiled' if c else ''}", model, lambda m, x, y: m(x, targets=y), c)
         del model
     theirs = {}
+
+    def hf_loss(m, x, y):
+        logits = m(input_ids=x).logits
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
     from transformers import LlamaConfig, LlamaForCausalLM
 
     hf_cfg = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -72,11 +79,11 @@ def main() -> None:
     for c in variants:
         torch.manual_seed(0)
         hf = LlamaForCausalLM(hf_cfg).to("cuda", torch.bfloat16)
-        theirs[c] = run(f"transformers{' compiled' if c else ''}", hf, lambda m, x: m(input_ids=x).logits, c)
+        theirs[c] = run(f"transformers{' compiled' if c else ''}", hf, hf_loss, c)
         del hf
     text = (f"{device_line()}\n\nbatch {B} x {T}, bf16 weights, fused AdamW; {flops_tok / 1e9:.2f} GFLOP/token "
             f"(training); measured bf16 matmul rate {peak:.0f} TFLOP/s\n\n"
-            + md_table(rows, ["model", "ms/step", "tokens/s", "TFLOP/s", "of matmul rate"]))
+            + md_table(rows, ["model", "ms/step", "tokens/s", "TFLOP/s", "of matmul rate", "peak GiB"]))
     for c in variants:
         if ours.get(c) and theirs.get(c):
             text += f"\n\narchlab / transformers{' (both compiled)' if c else ' (eager)'}: {ours[c] / theirs[c]:.2f}x"

@@ -20,7 +20,7 @@ class GraphDecoder:
     """
 
     def __init__(self, model: Model, batch_size: int, max_len: int, *, use_graph: bool | None = None,
-                 compile: bool = False):
+                 compile: bool | str = False):
         self.model = model.eval()
         dev = model.embed.weight.device
         self.device = dev
@@ -32,7 +32,16 @@ class GraphDecoder:
         self.length = 0
         self._tok = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
         self._pos = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
-        self._fn = torch.compile(self._step, mode="max-autotune-no-cudagraphs", fullgraph=True) if compile else self._step
+        # compile: True (inductor's default: fused norms, RoPE, SwiGLU and residuals around cuBLAS)
+        # or a mode name; the graph is ours, so inductor's own CUDA graphs ("reduce-overhead") are not used
+        if compile:
+            mode = None if compile is True else compile
+            if mode in ("reduce-overhead", "max-autotune"):
+                raise ValueError(f"compile: {mode!r} captures its own CUDA graphs; use True, 'default' or "
+                                 "'max-autotune-no-cudagraphs' (GraphDecoder captures the graph)")
+            self._fn = torch.compile(self._step, mode=mode, fullgraph=True, dynamic=False)
+        else:
+            self._fn = self._step
         self._graph: torch.cuda.CUDAGraph | None = None
         self._out: torch.Tensor | None = None
 
