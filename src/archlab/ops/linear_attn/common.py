@@ -15,12 +15,16 @@ the dtype of ``v`` and final states in the compute dtype.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import logging
 import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+log = logging.getLogger("archlab.linear")
 
 FORMS = ("parallel", "chunk", "chunk_compiled", "recurrent")
 TRITON_FORMS = FORMS + ("triton",)  # ops with Triton kernels (linear_attn, gla): triton_chunk.py
@@ -29,6 +33,30 @@ TRITON_FORMS = FORMS + ("triton",)  # ops with Triton kernels (linear_attn, gla)
 def check_form(form: str, forms: tuple[str, ...] = FORMS) -> None:
     if form not in forms:
         raise ValueError(f"form: got {form!r}; accepted: {', '.join(forms)}")
+
+
+TRITON_CHUNK_SIZES = (16, 32, 64, 128)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def auto_triton(configured: str, picked: str, chunk_size: int, x: Tensor) -> str:
+    """A mixer's form="auto" on CUDA: the Triton kernels in place of the compiled chunk form
+    when triton is installed and takes this chunk size and dtype (logged once); else ``picked``."""
+    if configured != "auto" or picked != "chunk_compiled" or x.device.type != "cuda" or not triton_installed():
+        return picked
+    if chunk_size not in TRITON_CHUNK_SIZES or x.dtype == torch.float64:
+        return picked
+    _log_once("linear attention: form=auto picked triton on cuda")
+    return "triton"
+
+
+@functools.lru_cache(maxsize=None)
+def _log_once(message: str) -> None:
+    log.info(message)
 
 
 def load_triton_chunk():

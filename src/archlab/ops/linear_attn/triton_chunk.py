@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from . import triton_kernels as kern
-
-CHUNK_SIZES = (16, 32, 64, 128)
+from .common import TRITON_CHUNK_SIZES as CHUNK_SIZES
 SUB_CHUNK = 16  # rows of the exact (key-by-key) intra-chunk blocks of GLA
 MAX_TILE = 64  # Dk and Dv tile: a [64, 64] float32 state per program fits the registers
 
