@@ -14,6 +14,7 @@ from torch import nn
 from archlab.ops.delta_rule import delta_rule, gated_delta_rule, l2norm
 from archlab.ops.gla import gla
 from archlab.ops.linear_attn import linear_attn
+from archlab.ops.linear_attn.common import auto_triton
 from archlab.ops.simple_gla import retention, retention_log_decay
 
 from .base import LinearMixerBase
@@ -38,7 +39,7 @@ class FeatureMapLinearAttention(LinearMixerBase):
         o, final = linear_attn(
             qf, kf, v, normalize=self.cfg.normalize, scale=1.0 if self.cfg.normalize else self.dims.feat ** -0.5,
             eps=self.cfg.eps, initial_state=self.state_in(cache), output_final_state=cache is not None,
-            form=form, chunk_size=self.cfg.chunk_size,
+            form=auto_triton(self.cfg.form, form, self.cfg.chunk_size, v), chunk_size=self.cfg.chunk_size,
         )
         self.state_out(cache, final)
         return o
@@ -77,7 +78,7 @@ class GatedLinearAttention(LinearMixerBase):
         o, final = gla(
             q, k, v, self.heads(g, self.dims.qk), scale=self.dims.qk ** -0.5,
             initial_state=self.state_in(cache), output_final_state=cache is not None,
-            form=form, chunk_size=self.cfg.chunk_size,
+            form=auto_triton(self.cfg.form, form, self.cfg.chunk_size, v), chunk_size=self.cfg.chunk_size,
         )
         self.state_out(cache, final)
         return o
@@ -161,7 +162,7 @@ class Based(LinearMixerBase):
         o, final = linear_attn(
             qf, kf, v, normalize=self.cfg.normalize, scale=1.0 if self.cfg.normalize else self.dims.feat ** -0.5,
             eps=self.cfg.eps, initial_state=self.state_in(cache), output_final_state=cache is not None,
-            form=form, chunk_size=self.cfg.chunk_size,
+            form=auto_triton(self.cfg.form, form, self.cfg.chunk_size, v), chunk_size=self.cfg.chunk_size,
         )
         self.state_out(cache, final)
         d = self.dims
