@@ -38,8 +38,12 @@ def build_hf(cls_name: str, kwargs: dict, attn_implementation: str | None = "eag
 
 
 def check_conformance(hf, model_type: str, vocab: int, tmp_path: Path, *, prompt_len: int = 6, new_tokens: int = 8,
-                      seq_len: int = 11, atol: float | None = None, rtol: float | None = None) -> None:
-    """Logits, embedding gradients, greedy generation, and the to_hf / from_hf round trip."""
+                      seq_len: int = 11, atol: float | None = None, rtol: float | None = None,
+                      grad_atol: float = 1e-4) -> None:
+    """Logits, embedding gradients, greedy generation, and the to_hf / from_hf round trip.
+
+    ``grad_atol``: absolute tolerance of the embedding gradients, for models whose gradients are
+    large enough (hundreds) that float32 rounding alone passes 1e-4 on their small entries."""
     import transformers
 
     tol = {} if atol is None else {"atol": atol, "rtol": rtol}
@@ -53,7 +57,7 @@ def check_conformance(hf, model_type: str, vocab: int, tmp_path: Path, *, prompt
     w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2))
     (ref * w).sum().backward()
     (out * w).sum().backward()
-    torch.testing.assert_close(ours.embed.weight.grad, hf.get_input_embeddings().weight.grad, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(ours.embed.weight.grad, hf.get_input_embeddings().weight.grad, atol=grad_atol, rtol=1e-3)
 
     # greedy decoding through each side's own cache
     prompt = ids[:, :prompt_len]

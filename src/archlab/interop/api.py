@@ -96,13 +96,23 @@ def to_hf_config(cfg: ModelConfig, model_type: str | None = None, **overrides: A
     return hf
 
 
+SPECIAL_FLOATS = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
+def _special_float(obj: dict) -> Any:
+    """transformers 5 writes inf and nan as {"__float__": "Infinity"}: plain JSON has no such numbers."""
+    if set(obj) == {"__float__"} and obj["__float__"] in SPECIAL_FLOATS:
+        return SPECIAL_FLOATS[obj["__float__"]]
+    return obj
+
+
 def read_hf_config(path: Path):
     """config.json of a transformers checkpoint directory -> its transformers config (no code, no network)."""
     f = path / "config.json"
     if not f.is_file():
         raise CheckpointError(f"{path}: no config.json (expected a transformers checkpoint directory)")
     try:
-        data = json.loads(f.read_text())
+        data = json.loads(f.read_text(), object_hook=_special_float)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{f}: not valid JSON ({e})") from None
     model_type = data.pop("model_type", None) if isinstance(data, dict) else None

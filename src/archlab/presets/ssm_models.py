@@ -11,20 +11,48 @@ from archlab.presets import preset
 from archlab.ssm.config import SSMConfig
 
 
-def mamba(*, d_model: int, n_layers: int, vocab: int, kind: str = "mamba", **ssm) -> ModelConfig:
+def mamba(*, d_model: int, n_layers: int, vocab: int, kind: str = "mamba", eps: float = 1e-5, tie: bool = True,
+          **ssm) -> ModelConfig:
+    """A stack of Mamba (or Mamba-2) blocks: RMSNorm + mixer, no FFN, no positional encoding."""
     return ModelConfig(
         vocab_size=vocab, d_model=d_model, n_layers=n_layers,
         attention=AttentionConfig(heads=1, head_dim=d_model),  # unused: no attention layer
         position=PositionConfig(kind="none"),
         ssm=SSMConfig(kind=kind, **ssm),
-        norm=NormConfig(kind="rmsnorm", eps=1e-5, placement="pre"),
-        plan=LayerPlan(pattern="M"), tie_embeddings=True,
+        norm=NormConfig(kind="rmsnorm", eps=eps, placement="pre"),
+        plan=LayerPlan(pattern="M"), tie_embeddings=tie,
     )
+
+
+# state-spaces/mamba-*: d_state 16, conv 4, expand 2, dt_rank ceil(d_model / 16), vocabulary 50280, tied
+def _mamba1(d_model: int, n_layers: int) -> ModelConfig:
+    return mamba(d_model=d_model, n_layers=n_layers, vocab=50280, d_state=16, d_conv=4, expand=2,
+                 dt_rank=-(-d_model // 16))
+
+
+@preset("mamba-130m")
+def mamba_130m() -> ModelConfig:
+    return _mamba1(768, 24)
+
+
+@preset("mamba-370m")
+def mamba_370m() -> ModelConfig:
+    return _mamba1(1024, 48)
+
+
+@preset("mamba-790m")
+def mamba_790m() -> ModelConfig:
+    return _mamba1(1536, 48)
+
+
+@preset("mamba-1.4b")
+def mamba_1_4b() -> ModelConfig:
+    return _mamba1(2048, 48)
 
 
 @preset("mamba-2.8b")
 def mamba_2_8b() -> ModelConfig:
-    return mamba(d_model=2560, n_layers=64, vocab=50280, d_state=16, d_conv=4, expand=2, dt_rank=160)
+    return _mamba1(2560, 64)
 
 
 @preset("mamba-debug")
@@ -32,18 +60,42 @@ def mamba_debug() -> ModelConfig:
     return mamba(d_model=64, n_layers=2, vocab=256, d_state=8, dt_rank=8)
 
 
+# state-spaces/mamba2-*: d_state 128, conv 4, expand 2, head dim 64, one group, vocabulary 50288
+def _mamba2(d_model: int, n_layers: int, tie: bool = True) -> ModelConfig:
+    return mamba(d_model=d_model, n_layers=n_layers, vocab=50288, kind="mamba2", tie=tie, d_state=128, d_conv=4,
+                 expand=2, head_dim=64, n_groups=1)
+
+
+@preset("mamba2-130m")
+def mamba2_130m() -> ModelConfig:
+    return _mamba2(768, 24)
+
+
+@preset("mamba2-370m")
+def mamba2_370m() -> ModelConfig:
+    return _mamba2(1024, 48)
+
+
+@preset("mamba2-780m")
+def mamba2_780m() -> ModelConfig:
+    return _mamba2(1536, 48)
+
+
+@preset("mamba2-1.3b")
+def mamba2_1_3b() -> ModelConfig:
+    return _mamba2(2048, 48)
+
+
 @preset("mamba2-2.7b")
 def mamba2_2_7b() -> ModelConfig:
     # The checkpoint ties its head to the embedding, but transformers' Mamba2Config defaults to
     # tie_word_embeddings=False, so the published count (2,831,336,960) holds a second table.
-    cfg = mamba(d_model=2560, n_layers=64, vocab=50288, kind="mamba2", d_state=128, d_conv=4, expand=2, head_dim=64,
-                n_groups=1)
-    return cfg.replace(tie_embeddings=False)
+    return _mamba2(2560, 64, tie=False)
 
 
 @preset("mamba2-debug")
 def mamba2_debug() -> ModelConfig:
-    return mamba(d_model=64, n_layers=2, vocab=256, kind="mamba2", d_state=16, head_dim=16)
+    return mamba(d_model=64, n_layers=2, vocab=256, kind="mamba2", d_state=16, head_dim=16, n_groups=1)
 
 
 # Jamba's period of 8: attention at offset 4, MoE at odd layers
