@@ -21,6 +21,9 @@ V = 97
 BASE = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             max_position_embeddings=64)
 QWEN = dict(BASE, intermediate_size=48, moe_intermediate_size=16, num_experts=8, num_experts_per_tok=2)
+DEEPSEEK = dict(BASE, num_key_value_heads=4, intermediate_size=48, moe_intermediate_size=16, n_routed_experts=8,
+                num_experts_per_tok=2, n_shared_experts=1, first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=None,
+                qk_rope_head_dim=4, qk_nope_head_dim=8, v_head_dim=8)
 ROPE = {"rope_parameters": {"rope_type": "default", "rope_theta": 500.0}}
 
 # name -> (transformers config class name, kwargs, archlab.interop family)
@@ -41,7 +44,31 @@ CASES = {
     "olmoe": ("OlmoeConfig", dict(BASE, intermediate_size=16, num_experts=8, num_experts_per_tok=3, **ROPE), "olmoe"),
     "olmoe_geglu_norm": ("OlmoeConfig", dict(BASE, intermediate_size=16, num_experts=4, num_experts_per_tok=2, norm_topk_prob=True,
                                              hidden_act="gelu_pytorch_tanh"), "olmoe"),
+    # MLA without a query bottleneck; layer 0 dense; group-limited greedy routing; DeepSeek's YaRN with
+    # mscale != mscale_all_dim, so both the cos/sin factor and the softmax scale differ from 1
+    "deepseek_v2": ("DeepseekV2Config", dict(DEEPSEEK, n_shared_experts=2, topk_method="group_limited_greedy", n_group=4,
+                                             topk_group=2, num_experts_per_tok=3, routed_scaling_factor=1.5, rope_parameters={
+                                                 "rope_type": "yarn", "rope_theta": 500.0, "factor": 4.0,
+                                                 "original_max_position_embeddings": 16, "mscale": 0.707,
+                                                 "mscale_all_dim": 1.0}), "deepseek_v2"),
+    "deepseek_v2_q_lora": ("DeepseekV2Config", dict(DEEPSEEK, q_lora_rank=12, attention_bias=True, num_hidden_layers=3,
+                                                    first_k_dense_replace=2, **ROPE), "deepseek_v2"),
+    # correction bias (redrawn below), 4 groups of 2 experts scored by their top-2 sum, the best 2 kept
+    "deepseek_v3": ("DeepseekV3Config", dict(DEEPSEEK, q_lora_rank=12, n_group=4, topk_group=2, num_experts_per_tok=3,
+                                             routed_scaling_factor=2.5, norm_topk_prob=True, **ROPE), "deepseek_v3"),
+    # RoPE on halves (rope_interleave=False), unnormalised sigmoid weights, no query bottleneck, no dense layer
+    "deepseek_v3_halves": ("DeepseekV3Config", dict(DEEPSEEK, n_group=2, topk_group=1, norm_topk_prob=False,
+                                                    first_k_dense_replace=0, rope_interleave=False, **ROPE), "deepseek_v3"),
 }
+
+
+def _redraw_correction_bias(hf) -> None:
+    """A fresh model's correction bias is 0 and is a buffer, which conformance.perturb leaves alone."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, b in hf.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.3)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,4 +83,5 @@ def _one_thread():
 def test_moe_family_conformance(case, tmp_path):
     cls_name, kwargs, model_type = CASES[case]
     hf = build_hf(cls_name, kwargs)
+    _redraw_correction_bias(hf)
     check_conformance(hf, model_type, V, tmp_path)

@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any, ClassVar, Collection
 
 from archlab.config import ModelConfig
-from archlab.ffn import FFNConfig
 from archlab.interop.base import Rule, Unsupported
 from archlab.interop.common import ANY
 from archlab.interop.llama_like import LlamaLike
 from archlab.interop.moe_rules import (
-    EXPERT_KINDS, GATED_NAMES, dense_view, expert_layout, expert_rules, layer_plan, require_moe, router_rules, shared_rules,
+    EXPERT_KINDS, GATED_NAMES, dense_view, expert_layout, expert_rules, hidden_act_ffn, layer_plan, require_moe, router_rules,
     sparse_layers,
 )
 from archlab.moe.config import MoEConfig
@@ -80,15 +79,8 @@ class LlamaLikeMoE(LlamaLike):
         moe = require_moe(cfg, fam, {"expert_kind": EXPERT_KINDS, "activation": ANY, **self.moe_fields(cfg)})
         sparse = sparse_layers(cfg)
         plan_kw = self.sparse_to_hf(sparse)
-        if all(sparse) or self.expert_width_is_intermediate:
-            # no dense layer: the one hidden_act (and, here, intermediate_size) are the experts'
-            hidden = moe.expert_hidden if self.expert_width_is_intermediate else cfg.ffn.hidden_size(cfg.d_model)
-            ffn = FFNConfig(kind=moe.expert_kind, hidden=hidden, activation=moe.activation)
-        else:
-            ffn = cfg.ffn
-            if ffn.kind not in EXPERT_KINDS or ffn.act() != moe.act():
-                raise Unsupported(f"ffn.kind={ffn.kind!r}, ffn.activation={ffn.act()!r}: transformers' {fam} has one hidden_act "
-                                  f"for dense layers and experts (moe: {moe.expert_kind}, {moe.act()})")
+        # Mixtral and OLMoE: intermediate_size is the experts' width, and no layer is dense
+        ffn = hidden_act_ffn(cfg, moe, sparse, fam, moe.expert_hidden if self.expert_width_is_intermediate else None)
         kw = super().config_to_hf(dense_view(cfg, ffn))
         return {**kw, **plan_kw, **self.moe_to_hf(moe)}
 

@@ -24,6 +24,7 @@ from typing import Any, Collection, Mapping, Sequence
 import torch
 
 from archlab.config import LayerPlan, LayerSpec, ModelConfig
+from archlab.ffn import FFNConfig
 from archlab.interop.base import Rule, Unsupported, rule
 from archlab.interop.common import _ok
 from archlab.moe.config import MoEConfig
@@ -165,6 +166,23 @@ def dense_view(cfg: ModelConfig, ffn: Any = None) -> ModelConfig:
     if ffn is not None:
         kw["ffn"] = ffn
     return dataclasses.replace(cfg, **kw)
+
+
+def hidden_act_ffn(cfg: ModelConfig, moe: MoEConfig, sparse: Sequence[bool], family: str,
+                   dense_hidden: int | None = None) -> FFNConfig:
+    """The FFN section a dense family's mapping sees: transformers' MoE families have one ``hidden_act``
+    for dense layers and experts. Without dense layers it is the experts' (of width ``dense_hidden``,
+    default the config's ffn.hidden); with them, the dense FFN must use the experts' activation."""
+    if moe.expert_kind not in EXPERT_KINDS:
+        raise Unsupported(f"moe.expert_kind={moe.expert_kind!r} has no counterpart in transformers' {family}, "
+                          f"which accepts {' or '.join(map(repr, EXPERT_KINDS))}")
+    if all(sparse) or dense_hidden is not None:
+        hidden = dense_hidden if dense_hidden is not None else cfg.ffn.hidden_size(cfg.d_model)
+        return FFNConfig(kind=moe.expert_kind, hidden=hidden, activation=moe.activation)
+    if cfg.ffn.kind not in EXPERT_KINDS or cfg.ffn.act() != moe.act():
+        raise Unsupported(f"ffn.kind={cfg.ffn.kind!r} with activation {cfg.ffn.act()!r}: transformers' {family} has one "
+                          f"hidden_act for dense layers and experts, here {moe.expert_kind} experts with {moe.act()!r}")
+    return cfg.ffn
 
 
 def layer_plan(sparse: Sequence[bool], windows: Sequence[int | None]) -> tuple[int | None, LayerPlan]:
