@@ -22,6 +22,8 @@ MUST = {
     "gpt2-124m", "llama-3-8b", "llama-3-70b", "llama-3.2-1b", "mistral-7b", "qwen3-8b", "olmo-2-7b", "gemma-2-9b",
     "bloom-7b1", "pythia-6.9b", "gpt-neox-20b", "qwen2-0.5b", "qwen2-7b", "qwen2-72b", "phi-3-mini-4k",
     "phi-3-medium-4k", "gpt-j-6b",
+    "mamba-130m", "mamba-370m", "mamba-790m", "mamba-1.4b", "mamba-2.8b", "mamba2-130m", "mamba2-370m",
+    "mamba2-780m", "mamba2-1.3b", "mamba2-2.7b", "jamba-v0.1",
 }
 
 
@@ -129,5 +131,5 @@ def test_registry_and_automatic_family_choice():
     assert picks == {"llama-3-debug": "llama", "mistral-debug": "mistral", "qwen2-debug": "qwen2", "qwen3-debug": "qwen3",
                      "olmo-2-debug": "olmo2", "gemma-2-debug": "gemma2", "phi-3-debug": "mistral", "gpt2-debug": "gpt2",
                      "pythia-debug": "gpt_neox", "gpt-j-debug": "gptj", "bloom-debug": "bloom"}
-    with pytest.raises(Unsupported, match="'mamba' is not supported"):
-        to_hf_config(presets.get("llama-3-debug"), "mamba")
+    with pytest.raises(Unsupported, match="'rwkv' is not supported"):
+        to_hf_config(presets.get("llama-3-debug"), "rwkv")
