@@ -1,5 +1,6 @@
 """Mixture-of-experts families: Mixtral (coarse, top-2), OLMoE (fine-grained, 64 x top-8),
-Qwen2-MoE (fine-grained + a gated shared expert), and a Switch-style top-1 decoder."""
+Qwen2-MoE (fine-grained + a gated shared expert), Qwen3-MoE (128 x top-8, renormalised, QK-norm,
+no shared expert), and a Switch-style top-1 decoder."""
 from archlab.config import LayerPlan, ModelConfig
 from archlab.moe.config import MoEConfig
 from archlab.presets import preset
@@ -54,6 +55,30 @@ def qwen2_57b_a14b() -> ModelConfig:
 def qwen2_moe_debug() -> ModelConfig:
     base = _qwen2(llama(d_model=64, n_layers=2, heads=4, kv_heads=2, head_dim=16, ffn=128, vocab=256, theta=1e6, eps=1e-6))
     return _moe(base, num_experts=8, top_k=2, expert_hidden=32, shared_experts=1, shared_expert_hidden=64, shared_gate=True)
+
+
+def _qwen3(base: ModelConfig) -> ModelConfig:
+    return base.replace(**{"attention.qk_norm": "head"})
+
+
+@preset("qwen3-30b-a3b")
+def qwen3_30b_a3b() -> ModelConfig:
+    base = _qwen3(llama(d_model=2048, n_layers=48, heads=32, kv_heads=4, head_dim=128, ffn=6144, vocab=151936,
+                        theta=1e6, eps=1e-6, context=40960))
+    return _moe(base, num_experts=128, top_k=8, expert_hidden=768, norm_topk_prob=True)
+
+
+@preset("qwen3-235b-a22b")
+def qwen3_235b_a22b() -> ModelConfig:
+    base = _qwen3(llama(d_model=4096, n_layers=94, heads=64, kv_heads=4, head_dim=128, ffn=12288, vocab=151936,
+                        theta=1e6, eps=1e-6, context=40960))
+    return _moe(base, num_experts=128, top_k=8, expert_hidden=1536, norm_topk_prob=True)
+
+
+@preset("qwen3-moe-debug")
+def qwen3_moe_debug() -> ModelConfig:
+    base = _qwen3(llama(d_model=64, n_layers=2, heads=4, kv_heads=2, head_dim=32, ffn=128, vocab=256, theta=1e6, eps=1e-6))
+    return _moe(base, num_experts=8, top_k=2, expert_hidden=32, norm_topk_prob=True)
 
 
 def _switch(*, d_model: int, n_layers: int, heads: int, experts: int, hidden: int, vocab: int) -> ModelConfig:
