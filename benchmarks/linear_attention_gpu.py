@@ -1,11 +1,12 @@
-"""GPU benchmark: our compiled chunkwise linear attention and GLA against flash-linear-attention
-(fla) and causal SDPA, forward + backward, bf16, B=4, H=16, D=128, T in {2k, 8k, 32k}.
+"""GPU benchmark: our linear attention and GLA (the Triton form, and the compiled chunk form as a
+second row) against flash-linear-attention (fla) and causal SDPA, forward + backward, bf16,
+B=4, H=16, D=128, T in {2k, 8k, 32k}.
 
     python benchmarks/linear_attention_gpu.py --out linear_attention_gpu.md [--chunk-size 64]
 
 Prints a table (ours, reference, ratio) and writes it as Markdown to --out. Times are CUDA-event
-medians of --iters runs after --warmup runs; a row that runs out of memory (or fails) is
-reported and skipped. fla is optional: without it the fla columns say "fla not installed".
+medians of --iters runs after --warmup runs; a row that runs out of memory or fails (a Triton
+compile or launch error included) is reported as such and the run goes on. fla is optional: without it the fla columns say "fla not installed".
 """
 from __future__ import annotations
 
@@ -63,14 +64,19 @@ def make(shape, requires_grad=True, fn=None):
     return x.detach().requires_grad_(requires_grad)
 
 
+FORMS = ("triton", "chunk_compiled")
+
+
 def cases(B, H, T, D, chunk_size):
-    """(name, ours (fn, inputs), reference name, reference (fn, inputs) or None)."""
+    """(name, form, ours (fn, inputs), reference name, reference (fn, inputs) or None)."""
     bhtd, bthd = (B, H, T, D), (B, T, H, D)
     logsig = lambda x: F.logsigmoid(x.float()).div(16).to(torch.bfloat16)  # noqa: E731 - GLA's gate
-    ours_la = (lambda q, k, v: linear_attn(q, k, v, form="chunk_compiled", chunk_size=chunk_size)[0],
-               [make(bhtd), make(bhtd), make(bhtd)])
-    ours_gla = (lambda q, k, v, g: gla(q, k, v, g, form="chunk_compiled", chunk_size=chunk_size)[0],
-                [make(bhtd), make(bhtd), make(bhtd), make(bhtd, fn=logsig)])
+    la = lambda form: (lambda q, k, v: linear_attn(q, k, v, form=form, chunk_size=chunk_size)[0],  # noqa: E731
+                       [make(bhtd), make(bhtd), make(bhtd)])
+    gl = lambda form: (lambda q, k, v, g: gla(q, k, v, g, form=form, chunk_size=chunk_size)[0],  # noqa: E731
+                       [make(bhtd), make(bhtd), make(bhtd), make(bhtd, fn=logsig)])
+    ours_la = {form: la(form) for form in FORMS}
+    ours_gla = {form: gl(form) for form in FORMS}
     ref_la = ref_gla = None
     if FLA:
         ref_la = (lambda q, k, v: chunk_linear_attn(q, k, v, normalize=False)[0],
@@ -79,12 +85,12 @@ def cases(B, H, T, D, chunk_size):
                    [make(bthd), make(bthd), make(bthd), make(bthd, fn=logsig)])
     sdpa = (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
             [make(bhtd), make(bhtd), make(bhtd)])
-    return [
-        ("linear_attn", ours_la, "fla chunk_linear_attn", ref_la),
-        ("linear_attn", ours_la, "sdpa causal", sdpa),
-        ("gla", ours_gla, "fla chunk_gla", ref_gla),
-        ("gla", ours_gla, "sdpa causal", sdpa),
-    ]
+    rows = []
+    for name, ours, ref_name, ref in (("linear_attn", ours_la, "fla chunk_linear_attn", ref_la),
+                                      ("gla", ours_gla, "fla chunk_gla", ref_gla)):
+        rows += [(name, form, ours[form], ref_name, ref) for form in FORMS]
+        rows.append((name, FORMS[0], ours[FORMS[0]], "sdpa causal", sdpa))
+    return rows
 
 
 def write_table(args, header, rows) -> str:
@@ -97,6 +103,15 @@ def write_table(args, header, rows) -> str:
         f"D={args.dim}, bf16, forward+backward, CUDA-event median of {args.iters} runs, "
         f"chunk_size={args.chunk_size}\n\n{table}\n")
     return table
+
+
+def free() -> None:
+    """Release cached memory; after a kernel fault the device raises on every call, which is
+    already reported by the row that faulted."""
+    try:
+        torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def fmt(x):
@@ -120,17 +135,17 @@ def main() -> None:
         print(f"fla not installed ({FLA_ERROR})")
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, B={args.batch} H={args.heads} "
           f"D={args.dim} bf16 fwd+bwd, chunk_size={args.chunk_size}")
-    header = ["op", "T", "ours ms", "reference", "ref ms", "ours/ref"]
+    header = ["op", "form", "T", "ours ms", "reference", "ref ms", "ours/ref"]
     rows = []
     for T in args.lengths:
         measured: dict[int, float | str] = {}  # id(fn) -> ms, so shared rows are timed once
         try:
             items = cases(args.batch, args.heads, T, args.dim, args.chunk_size)
-        except torch.OutOfMemoryError:
-            print(f"T={T}: out of memory building inputs")
-            torch.cuda.empty_cache()
+        except Exception as exc:  # noqa: BLE001 - out of memory, or a device left broken by a failed kernel
+            print(f"T={T}: building inputs failed: {type(exc).__name__}: {exc}")
+            free()
             continue
-        for name, ours, ref_name, ref in items:
+        for name, form, ours, ref_name, ref in items:
             def run(pair):
                 if pair is None:
                     return "fla not installed"
@@ -144,18 +159,18 @@ def main() -> None:
                 except Exception as exc:  # noqa: BLE001 - report the row, keep going
                     traceback.print_exc(limit=2)
                     ms = f"error: {type(exc).__name__}"
-                torch.cuda.empty_cache()
+                free()
                 measured[id(pair)] = ms
                 print(f"  timed in {time.time() - t0:.1f}s", file=sys.stderr)
                 return ms
             a, b = run(ours), run(ref)
             ratio = a / b if isinstance(a, float) and isinstance(b, float) else "-"
-            row = [name, str(T), fmt(a), ref_name, fmt(b), fmt(ratio)]
+            row = [name, form, str(T), fmt(a), ref_name, fmt(b), fmt(ratio)]
             rows.append(row)
             print(" | ".join(row), flush=True)
             write_table(args, header, rows)  # after every row: a killed run keeps what it measured
         del items
-        torch.cuda.empty_cache()
+        free()
     print(write_table(args, header, rows))
 
 

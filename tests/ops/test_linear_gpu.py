@@ -1,5 +1,6 @@
-"""GPU: the compiled chunk forms (form="chunk_compiled", the CUDA training path) agree with the
-parallel reference, and a mixer on CUDA (form="auto") decodes like its full forward."""
+"""GPU: the compiled chunk forms (form="chunk_compiled") and the Triton forms (form="triton", the
+CUDA training path of linear_attn and gla) agree with the parallel reference, and a mixer on CUDA
+(form="auto") decodes like its full forward."""
 from __future__ import annotations
 
 import pytest
@@ -34,14 +35,17 @@ OPS = {
 }
 
 
+FAST_FORMS = [(op, "chunk_compiled") for op in OPS] + [(op, "triton") for op in ("linear_attn", "linear_attn_norm", "gla")]
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-3), (torch.bfloat16, 6e-2)])
-@pytest.mark.parametrize("op", list(OPS))
-def test_chunk_compiled_matches_parallel(op, dtype, tol):
+@pytest.mark.parametrize("op,form", FAST_FORMS)
+def test_fast_forms_match_parallel(op, form, dtype, tol):
     a = _inputs(dtype)
     leaves = [a["q"], a["k"], a["v"]]
     for x in leaves:
         x.requires_grad_()
-    o, _ = OPS[op](a, "chunk_compiled")
+    o, _ = OPS[op](a, form)
     go = torch.autograd.grad(o.float().square().sum(), leaves)
     ref = {n: (x.detach().double().requires_grad_() if x.is_floating_point() else x) for n, x in a.items()}
     r, _ = OPS[op](ref, "parallel")
@@ -54,6 +58,7 @@ def test_chunk_compiled_matches_parallel(op, dtype, tol):
 
 @pytest.mark.parametrize("kind", ["linear", "gla", "gated_deltanet", "based"])
 def test_mixer_auto_on_cuda_decodes_like_full_forward(kind):
+    """kind="linear", "gla" and "based" run the Triton form here when triton is installed."""
     from archlab.linear import LinearAttentionConfig, build_mixer
 
     torch.manual_seed(0)

@@ -1,7 +1,8 @@
 """The Triton form of linear_attn and gla against the parallel reference: outputs, final states
 and the gradients of q, k, v, the gates and the initial state.
 
-On the CPU the kernels run under Triton's interpreter at tiny sizes:
+On the CPU the kernels run under Triton's interpreter at tiny sizes (about a minute; Triton 3.6's
+interpreter needs numpy < 2.4):
     TRITON_INTERPRET=1 python -m pytest -q tests/ops/test_linear_triton.py
 The gpu-marked tests run the compiled kernels at real sizes (D=128, T not a multiple of C).
 """
@@ -28,9 +29,14 @@ interpreter = pytest.mark.skipif(
     reason="the Triton kernels run on the CPU only under TRITON_INTERPRET=1 with numpy < 2.4")
 
 
-def _inputs(B, H, T, Dk, Dv, device, gated, seed=0):
+def _inputs(B, H, T, Dk, Dv, device, gated, seed=0, bthd=False):
+    """bthd: q, k, v, g are [B, H, T, D] views of [B, T, H, D] memory (as a mixer's heads)."""
     g = torch.Generator(device=device).manual_seed(seed)
-    r = lambda *s: torch.randn(*s, device=device, generator=g, dtype=torch.float64)  # noqa: E731
+
+    def r(b, h, t, d):
+        x = torch.randn(b, t, h, d, device=device, generator=g, dtype=torch.float64)
+        return x.transpose(1, 2) if bthd else x.transpose(1, 2).contiguous()
+
     x = {"q": r(B, H, T, Dk), "k": r(B, H, T, Dk), "v": r(B, H, T, Dv), "s0": r(B, H, Dk, Dv)}
     if gated:
         x["g"] = F.logsigmoid(r(B, H, T, Dk) + 1.0)
@@ -75,7 +81,7 @@ def _gla(x, form, chunk_size=16):
 @interpreter
 @pytest.mark.parametrize("T,D,with_s0", [(37, 16, True), (64, 32, False), (130, 16, True)])
 def test_linear_attn_triton_interpreted(T, D, with_s0):
-    x = _inputs(1, 2, T, D, D, "cpu", gated=False)
+    x = _inputs(1, 2, T, D, D, "cpu", gated=False, bthd=T == 37)
     if not with_s0:
         del x["s0"]
     _compare(_la, x, torch.float32, 1e-5)
@@ -95,7 +101,7 @@ def test_linear_attn_triton_normalized_interpreted(with_s0):
 @interpreter
 @pytest.mark.parametrize("T,C,with_s0", [(37, 16, True), (37, 32, False), (64, 32, True)])
 def test_gla_triton_interpreted(T, C, with_s0):
-    x = _inputs(1, 2, T, 16, 16, "cpu", gated=True)
+    x = _inputs(1, 2, T, 16, 16, "cpu", gated=True, bthd=C == 32)
     if not with_s0:
         del x["s0"]
     _compare(lambda x, form: _gla(x, form, chunk_size=C), x, torch.float32, 1e-5)
@@ -126,14 +132,14 @@ def test_triton_form_rejects_what_it_does_not_support():
 @pytest.mark.skipif(not CUDA or INTERPRET, reason="needs CUDA (and TRITON_INTERPRET unset)")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
 @pytest.mark.parametrize("op", ["linear_attn", "linear_attn_norm", "gla"])
-@pytest.mark.parametrize("T", [1000, 2048])
-def test_triton_at_real_sizes_on_gpu(op, dtype, tol, T):
+@pytest.mark.parametrize("T,C", [(1000, 64), (2048, 64), (1000, 128)])
+def test_triton_at_real_sizes_on_gpu(op, dtype, tol, T, C):
     """Against the chunk form in float64 (the parallel GLA reference would need [T, T, Dk] decays)."""
     x = _inputs(2, 4, T, 128, 128, "cuda", gated=op == "gla")
     x["q"], x["k"] = x["q"] / 4, x["k"] / 4  # keep D=128 dot products in bf16 range
-    fn = {"linear_attn": lambda x, f: _la(x, f, chunk_size=64),
-          "gla": lambda x, f: _gla(x, f, chunk_size=64)}.get(op)
+    fn = {"linear_attn": lambda x, f: _la(x, f, chunk_size=C),
+          "gla": lambda x, f: _gla(x, f, chunk_size=C)}.get(op)
     if op == "linear_attn_norm":
         x["s0"], x["z0"] = x["s0"].abs(), torch.rand(2, 4, 128, dtype=torch.float64, device="cuda")
-        fn = lambda x, f: _la(x, f, normalize=True, chunk_size=64)  # noqa: E731
+        fn = lambda x, f: _la(x, f, normalize=True, chunk_size=C)  # noqa: E731
     _compare(fn, x, dtype, tol, ref_form="chunk")

@@ -57,17 +57,18 @@ class ChunkTriton(torch.autograd.Function):
         BK, BV = _tile(Dk), _tile(Dv)
         NK, NV = -(-Dk // BK), -(-Dv // BV)
         BH = B * H
-        prec = "ieee" if q.dtype == torch.float32 else "tf32"
+        prec = "ieee" if q.dtype == torch.float32 else "tf32"  # no tf32 rounding for float32 inputs
+        ctx.warps = 4 if C <= 64 else 8  # [C, C] and [C, 64] float32 tiles per program
         hs = q.new_empty(B, H, N, Dk, Dv)
         s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
         kern._states_fwd[(NK, NV, BH)](
             k, v, b, s0 if s0 is not None else s_final, hs, s_final, T, N, Dk, Dv, C, BK, BV,
-            use_g, s0 is not None, prec, num_warps=4)
+            use_g, s0 is not None, prec, num_warps=ctx.warps)
         BC = SUB_CHUNK if use_g else C
         A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
-        kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, BK, use_g, prec, num_warps=4)
+        kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, BK, use_g, prec, num_warps=ctx.warps)
         o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
-        kern._output_fwd[(NV, N, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=4)
+        kern._output_fwd[(NV, N, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=ctx.warps)
         ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A)
         ctx.cfg = (scale, C, use_g, prec, g.dtype if use_g else None)
         ctx.set_materialize_grads(False)
@@ -91,11 +92,11 @@ class ChunkTriton(torch.autograd.Function):
         ds0 = torch.empty_like(s0) if want_ds0 else None
         kern._states_bwd[(NK, NV, BH)](
             q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
-            Dk, Dv, C, BK, BV, use_g, d_final is not None, want_ds0, prec, num_warps=4)
+            Dk, Dv, C, BK, BV, use_g, d_final is not None, want_ds0, prec, num_warps=ctx.warps)
         dA = torch.empty_like(A)
-        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, BV, prec, num_warps=4)
+        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, BV, prec, num_warps=ctx.warps)
         dv = torch.empty_like(v)
-        kern._dv_bwd[(NV, N, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=4)
+        kern._dv_bwd[(NV, N, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=ctx.warps)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
         dq_intra = dk_intra = dg = None
         if use_g:
@@ -103,10 +104,10 @@ class ChunkTriton(torch.autograd.Function):
             dk_intra = torch.empty_like(dq_intra)
             dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)
             kern._intra_dqk_gated[(NK, N * (C // SUB_CHUNK), BH)](
-                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, BK, prec, num_warps=4)
+                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, BK, prec, num_warps=ctx.warps)
         kern._dqkg_bwd[(NK, N, BH)](
             q, k, v, b, hs, dhs, do, dA, *(x if x is not None else dA for x in (dq_intra, dk_intra)), dq, dk,
-            dg if use_g else dq, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=4)
+            dg if use_g else dq, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=ctx.warps)
         return dq, dk, dv, None if dg is None else dg.to(g_dtype), ds0, None, None, None
 
 
@@ -115,8 +116,8 @@ def _chunk_cumsum(g: Tensor, C: int) -> Tensor:
     (zero gates: the padded rows repeat the last real row)."""
     B, H, T, Dk = g.shape
     pad = (-T) % C
-    gp = torch.nn.functional.pad(g.float(), (0, 0, 0, pad))
-    return gp.view(B, H, -1, C, Dk).cumsum(-2).view(B, H, T + pad, Dk)
+    gp = torch.nn.functional.pad(g.float(), (0, 0, 0, pad))  # [B, H, N*C, Dk]
+    return gp.reshape(B, H, -1, C, Dk).cumsum(-2).reshape(B, H, T + pad, Dk).contiguous()
 
 
 def chunk_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, s0: Tensor | None, *, scale: float,
