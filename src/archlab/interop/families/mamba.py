@@ -24,7 +24,8 @@ from archlab.interop.common import ANY, Accept, _ok, require
 # how a section is computed, not what: never checked
 FREE_FIELDS = {"chunk_size", "backend", "dispatch"}
 # a pure SSM stack has no attention and no FFN: those sections are unused, whatever they hold
-UNUSED = {f"{s}.{f.name}": ANY for s, c in (("attention", AttentionConfig), ("ffn", FFNConfig)) for f in dataclasses.fields(c)}
+UNUSED = {f"{s}.{f.name}": ANY for s, c in (("attention", AttentionConfig), ("ffn", FFNConfig))
+          for f in dataclasses.fields(c)}
 # positional encodings that act only inside attention layers, so they change nothing without any
 NO_OP_POSITIONS = Accept(lambda k: k in ("none", "rope"), "'none' (or 'rope', a no-op without attention layers)")
 
@@ -46,7 +47,8 @@ def require_section(cfg: ModelConfig, section: str, family: str, fields: Mapping
         else:
             ok, words = value == f.default, f"only {f.default!r}"
         if not ok:
-            raise Unsupported(f"{section}.{f.name}={value!r} has no counterpart in transformers' {family}, which accepts {words}")
+            raise Unsupported(f"{section}.{f.name}={value!r} has no counterpart in transformers' {family}, "
+                              f"which accepts {words}")
 
 
 def layer_kinds(cfg: ModelConfig, family: str, accepted: Mapping[tuple[str, str], str]) -> list[tuple[str, str]]:
