@@ -23,6 +23,7 @@ MUST = {
     "bloom-7b1", "pythia-6.9b", "gpt-neox-20b", "qwen2-0.5b", "qwen2-7b", "qwen2-72b", "phi-3-mini-4k",
     "phi-3-medium-4k", "gpt-j-6b",
     "mixtral-8x7b", "olmoe-1b-7b", "qwen2-57b-a14b", "qwen3-30b-a3b", "qwen3-235b-a22b", "deepseek-v2-lite", "deepseek-v3",
+    "qwen3-next-80b-a3b",
     "mamba-130m", "mamba-370m", "mamba-790m", "mamba-1.4b", "mamba-2.8b", "mamba2-130m", "mamba2-370m",
     "mamba2-780m", "mamba2-1.3b", "mamba2-2.7b", "jamba-v0.1",
 }

@@ -39,3 +39,20 @@ def per_head_qkv(H: int, D: int):
         return (torch.stack(heads, dim=1).reshape(3 * H * D, *rest),)  # [H, 3, D, *rest] -> [3*H*D, *rest]
 
     return load, save
+
+
+def grouped_rows(G: int, sizes: tuple[int, ...]):
+    """A fused [G * sum(sizes), *rest] tensor whose rows come in G groups, each holding one block
+    of every part <-> the parts, each [G * size, *rest] in group order (Qwen3-Next's q_proj with its
+    output gate per head, and in_proj_qkvz / in_proj_ba per key head)."""
+
+    def load(t: torch.Tensor):
+        rest = t.shape[1:]
+        parts = t.view(G, sum(sizes), *rest).split(list(sizes), dim=1)  # [G, size, *rest] each
+        return tuple(x.reshape(G * x.shape[1], *rest).contiguous() for x in parts)
+
+    def save(*parts: torch.Tensor):
+        rest = parts[0].shape[1:]
+        return (torch.cat([x.view(G, -1, *rest) for x in parts], dim=1).reshape(-1, *rest),)  # [G, sum(sizes), *rest]
+
+    return load, save

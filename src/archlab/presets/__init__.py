@@ -13,7 +13,7 @@ from archlab.config import ModelConfig
 from archlab.errors import ConfigError
 
 _PRESETS: dict[str, Callable[[], ModelConfig]] = {}
-_FAMILIES = ("gpt2", "llama", "mistral", "qwen", "olmo", "gemma", "bloom", "neox", "t5", "moe_models", "ssm_models", "qwen2", "phi3", "gptj", "deepseek", "linear_models")
+_FAMILIES = ("gpt2", "llama", "mistral", "qwen", "olmo", "gemma", "bloom", "neox", "t5", "moe_models", "ssm_models", "qwen2", "phi3", "gptj", "deepseek", "linear_models", "qwen3_next")
 _loaded = False
 
 
