@@ -3,7 +3,12 @@
 Greedy when temperature is 0; otherwise temperature, top-k and nucleus (top-p) sampling
 from a seeded generator, so a seed reproduces a sample. A repetition penalty (Keskar et al.
 2019, "CTRL", sec. 4.1) discounts tokens already in the sequence; stop strings end a row once
-its decoded continuation contains one. Rows of a batch share one prompt length (no padding).
+its decoded continuation contains one.
+
+Prompts of different lengths form one batch with left padding (a list of token lists, or a
+padded tensor with ``attention_mask``): each row's first real token is position 0, no real
+token attends to a pad and pads never enter a recurrent state, so every row continues
+exactly as it would alone -- for every cache kind and token mixer.
 """
 from __future__ import annotations
 
@@ -34,6 +39,16 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 0.0, top_k: int | 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _without_pads(out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """out [B, L] with each pad replaced by its row's first real token, so a penalty over the
+    row's tokens never counts the pad id."""
+    if mask is None:
+        return out
+    first = out.gather(1, (~mask).sum(-1, keepdim=True))  # [B, 1]
+    pads = torch.cat([~mask, mask.new_zeros(out.shape[0], out.shape[1] - mask.shape[1])], dim=1)
+    return torch.where(pads, first, out)
+
+
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's penalty: logits [B, V] of tokens present in seen [B, L] are divided by ``penalty``
     where positive and multiplied by it where negative, so > 1 always makes them less likely."""
@@ -50,6 +65,35 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists of any lengths -> ids [B, T] and attention_mask [B, T] (1 = real token),
+    each row padded on the left with ``pad_id`` up to the longest."""
+    rows = [list(p) for p in prompts]
+    if not rows or any(not r for r in rows):
+        raise ValueError("input_ids: every prompt needs at least one token (got an empty list)")
+    T = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (T - len(r)) + r for r in rows], dtype=torch.int64, device=device)
+    mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], dtype=torch.int64, device=device)
+    return ids, mask
+
+
+def _prompts(input_ids, attention_mask: torch.Tensor | None, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ids [B, T] and a bool mask [B, T], or None when no row is padded."""
+    if isinstance(input_ids, (list, tuple)):
+        if attention_mask is not None:
+            raise ValueError("attention_mask: give it with a padded tensor, not with token lists (those are padded here)")
+        input_ids, attention_mask = left_pad(input_ids, device=device)
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+        attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
+    if attention_mask is None:
+        return input_ids, None
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask: expected input_ids' shape {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+    mask = attention_mask.to(input_ids.device) != 0
+    return input_ids, None if bool(mask.all()) else mask
+
+
 def _check(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:
     if temperature < 0:
         raise ValueError(f"temperature: must be >= 0, got {temperature}")
@@ -62,12 +106,17 @@ def _check(temperature: float, top_k: int | None, top_p: float | None, max_new_t
 
 
 @torch.no_grad()
-def generate(model: Model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
-             top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+def generate(model: Model, input_ids: torch.Tensor | Sequence[Sequence[int]], max_new_tokens: int,
+             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
              eos_id: int | None = None, stream: Callable[[torch.Tensor], None] | None = None,
              use_cache: bool = True, *, repetition_penalty: float = 1.0, stop: Sequence[str] | None = None,
-             decode: Callable[[list[int]], str] | None = None) -> torch.Tensor:
+             decode: Callable[[list[int]], str] | None = None,
+             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Continue input_ids [B, T] by up to max_new_tokens; returns [B, T + n].
+
+    ``input_ids`` may also be a list of token lists of different lengths (left-padded here
+    with id 0), or a left-padded tensor with ``attention_mask`` [B, T] (1 = real token, 0 =
+    pad); the result keeps the padding: row b's continuation is ``out[b, T:]`` either way.
 
     ``stream`` is called with each new token column [B] as soon as it is chosen. Rows that
     produced ``eos_id`` keep emitting it; generation stops once every row has.
@@ -82,10 +131,9 @@ def generate(model: Model, input_ids: torch.Tensor, max_new_tokens: int, tempera
     stop = [stop] if isinstance(stop, str) else [s for s in (stop or ()) if s]
     if stop and decode is None:
         raise ValueError("decode: stop strings need a decode function (token ids -> text), e.g. tokenizer.decode")
-    if input_ids.dim() == 1:
-        input_ids = input_ids[None]
+    device = model.embed.weight.device if isinstance(input_ids, (list, tuple)) else input_ids.device
+    input_ids, mask = _prompts(input_ids, attention_mask, device)
     B, T = input_ids.shape
-    device = input_ids.device
     gen = None
     if seed is not None:
         gen = torch.Generator(device=device)
@@ -98,9 +146,16 @@ def generate(model: Model, input_ids: torch.Tensor, max_new_tokens: int, tempera
         pad = eos_id if eos_id is not None else 0  # what a finished row emits
         cache = model.new_cache(B, T + max_new_tokens) if use_cache else None
         step_in = input_ids
+        pad_kw = {} if mask is None else {"attention_mask": mask}  # the prefill's (or, uncached, every call's)
         for _ in range(max_new_tokens):
-            logits = model(step_in, cache=cache)[:, -1] if use_cache else model(out)[:, -1]
-            logits = apply_repetition_penalty(logits, out, repetition_penalty)
+            if use_cache:
+                logits = model(step_in, cache=cache, **pad_kw)[:, -1]
+                pad_kw = {}  # the cache remembers the padding
+            else:
+                if mask is not None:
+                    pad_kw = {"attention_mask": torch.cat([mask, mask.new_ones(B, out.shape[1] - T)], dim=1)}
+                logits = model(out, **pad_kw)[:, -1]
+            logits = apply_repetition_penalty(logits, _without_pads(out, mask), repetition_penalty)
             nxt = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
             if eos_id is not None or stop:
                 nxt = torch.where(done, torch.full_like(nxt, pad), nxt)

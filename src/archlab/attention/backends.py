@@ -101,6 +101,9 @@ def flex_attention_backend(q, k, v, *, q_pos, k_pos, scale, bias=None, mask: Mas
     """flex_attention over contiguous positions: keys 0..S-1, queries S-T..S-1 (no ring buffer)."""
     if q.device.type != "cuda":
         raise ValueError("attention.backend: flex needs a CUDA device; use sdpa or eager on the CPU")
+    if mask.padded:
+        raise ValueError("attention.backend: flex takes no left-padded batches (its block mask assumes every row "
+                         "starts at position 0); use sdpa or eager, or batch prompts of equal length")
     T, S = q.shape[2], k.shape[2]
     offset = S - T
     score_mod = None
@@ -130,7 +133,7 @@ def pick_backend(requested: str, *, softcap: float | None, mask: MaskSpec, devic
     if requested != "auto":
         return requested
     cuda = device.type == "cuda"
-    if cuda and not cached and flex_bias_ok and (softcap is not None or not mask.is_causal_only):
+    if cuda and not cached and flex_bias_ok and not mask.padded and (softcap is not None or not mask.is_causal_only):
         pick, why = "flex", "pattern or soft-capping on CUDA"
     elif softcap is not None:
         pick, why = "eager", "soft-capping needs the eager path here"

@@ -11,9 +11,13 @@ Patterns (one at a time):
 - block-sparse (Longformer/BigBird local + global): keys in the query's block or the
   previous block of size Bk, plus the first G "global" tokens, which also see everything
   before them (causally).
+
+``padded`` (a batch with left padding, any pattern): pads sit at negative positions; real
+queries see no pad and pads see only pads (so no softmax row is empty).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -26,10 +30,11 @@ class MaskSpec:
     sinks: int = 0
     block: int | None = None
     global_tokens: int = 0
+    padded: bool = False
 
     @property
     def is_causal_only(self) -> bool:
-        return self.window is None and self.block is None
+        return self.window is None and self.block is None and not self.padded
 
     def allowed(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Elementwise visibility for broadcastable position tensors q and k."""
@@ -45,6 +50,8 @@ class MaskSpec:
             if self.global_tokens:
                 near = near | (k < self.global_tokens) | (q < self.global_tokens)
             ok = ok & near
+        if self.padded:
+            ok = ok & ((k >= 0) == (q >= 0))
         return ok
 
     def visibility(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
@@ -55,6 +62,19 @@ class MaskSpec:
         """Mean number of visible keys per query over a causal sequence (for FLOP counts);
         closed forms, O(1) (block-sparse: O(T) vectorised)."""
         return _mean_keys(self, seq_len)
+
+
+def padded_spec(spec: MaskSpec, mask: torch.Tensor | None, cache) -> MaskSpec:
+    """``spec`` with ``padded`` set when this call has pad tokens (``mask`` [B, T]) or its cache
+    holds some (recorded by ``set_padding``); ``spec`` itself otherwise."""
+    if mask is None and getattr(cache, "offsets", None) is None:
+        return spec
+    return _padded(spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _padded(spec: MaskSpec) -> MaskSpec:
+    return dataclasses.replace(spec, padded=True)
 
 
 def _tri(n: int) -> int:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from archlab.attention.backends import BACKENDS, pick_backend
+from archlab.attention.masks import padded_spec
 from archlab.attention.registry import ATTENTION
 from archlab.cache.latent import LatentCache
 from archlab.norm import NormConfig, RMSNorm
@@ -82,7 +83,10 @@ class MultiHeadLatentAttention(nn.Module):
         self.kv_b_proj = nn.Linear(R, H * (Dn + Dv), bias=False)
         self.o_proj = nn.Linear(H * Dv, C, bias=a.out_bias)
 
-    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: LatentCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: LatentCache | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` [B, T] (True = real token) marks a left-padded batch; the pads' negative
+        positions (and the cache's) already say which keys to hide."""
         B, T, _ = x.shape
         H, R, Dn, Dr = self.H, self.R, self.Dn, self.Dr
         if self.q_proj is not None:
@@ -102,17 +106,18 @@ class MultiHeadLatentAttention(nn.Module):
         path = self.mla.path
         absorbed = path == "absorbed" or (path == "auto" and cache is not None and T == 1)
         bias = self.position.bias(positions, k_pos)  # [B or 1, H, T, S] or None
-        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=self.mask, device=x.device,
+        spec = padded_spec(self.mask, mask, cache)
+        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=spec, device=x.device,
                                cached=cache is not None, flex_bias_ok=bias is None or self.position.score_mod(0) is not None)
         attend = self._absorbed if absorbed else self._naive
-        o = attend(q_nope, q_rope, latent, positions, k_pos, bias, backend)  # [B, H, T, Dv]
+        o = attend(q_nope, q_rope, latent, positions, k_pos, bias, backend, spec)  # [B, H, T, Dv]
         return self.o_proj(o.transpose(1, 2).reshape(B, T, H * self.Dv))  # [B, T, H*Dv] -> [B, T, C]
 
-    def _attend(self, backend: str, q, k, v, q_pos, k_pos, bias) -> torch.Tensor:
-        return BACKENDS.get(backend)(q, k, v, q_pos=q_pos, k_pos=k_pos, scale=self.scale, bias=bias, mask=self.mask,
+    def _attend(self, backend: str, q, k, v, q_pos, k_pos, bias, spec) -> torch.Tensor:
+        return BACKENDS.get(backend)(q, k, v, q_pos=q_pos, k_pos=k_pos, scale=self.scale, bias=bias, mask=spec,
                                      softcap=self.cfg.softcap, position=self.position)
 
-    def _naive(self, q_nope, q_rope, latent, q_pos, k_pos, bias, backend: str) -> torch.Tensor:
+    def _naive(self, q_nope, q_rope, latent, q_pos, k_pos, bias, backend: str, spec) -> torch.Tensor:
         """Expand the latent of every key to per-head K/V, then ordinary attention."""
         B, H, Dn, Dr = q_nope.shape[0], self.H, self.Dn, self.Dr
         c, k_rope = latent[:, 0].split([self.R, Dr], dim=-1)  # [B, S, R], [B, S, Dr]
@@ -121,9 +126,9 @@ class MultiHeadLatentAttention(nn.Module):
         k_nope, v = kv.split([Dn, self.Dv], dim=-1)
         k = torch.cat([k_nope, k_rope[:, None].expand(B, H, S, Dr)], dim=-1)  # [B, H, S, Dn + Dr]
         q = torch.cat([q_nope, q_rope], dim=-1)  # [B, H, T, Dn + Dr]
-        return self._attend(backend, q, k, v, q_pos, k_pos, bias)
+        return self._attend(backend, q, k, v, q_pos, k_pos, bias, spec)
 
-    def _absorbed(self, q_nope, q_rope, latent, q_pos, k_pos, bias, backend: str) -> torch.Tensor:
+    def _absorbed(self, q_nope, q_rope, latent, q_pos, k_pos, bias, backend: str, spec) -> torch.Tensor:
         """Fold W_UK into the query and W_UV into the output; attend over the latent rows."""
         B, H, T, _ = q_nope.shape
         w = self.kv_b_proj.weight.view(H, self.Dn + self.Dv, self.R)  # [H, Dn + Dv, R]: kv_b_proj's rows by head
@@ -132,7 +137,7 @@ class MultiHeadLatentAttention(nn.Module):
         q = torch.cat([q_lat, q_rope], dim=-1)  # [B, H, T, R + Dr]
         k, v = latent, latent[..., :self.R]  # [B, 1, S, R + Dr], [B, 1, S, R]: the cache rows, one KV head
         if backend == "flex":  # flex's block mask assumes T queries: keep the heads, let it broadcast the KV head
-            o_lat = self._attend(backend, q, k, v, q_pos, k_pos, bias)
+            o_lat = self._attend(backend, q, k, v, q_pos, k_pos, bias, spec)
         else:
             # fold the heads into the query axis: a single-head attention over H*T queries, so no
             # kernel ever broadcasts the latent to H heads (SDPA's math path would copy it)
@@ -141,7 +146,7 @@ class MultiHeadLatentAttention(nn.Module):
             if bias is not None:
                 S = bias.shape[-1]
                 bf = bias.expand(bias.shape[0], H, T, S).reshape(bias.shape[0], 1, H * T, S)  # [B or 1, 1, H*T, S]
-            o_lat = self._attend(backend, qf, k, v, q_pos.repeat(1, H), k_pos, bf).view(B, H, T, self.R)  # [B, H, T, R]
+            o_lat = self._attend(backend, qf, k, v, q_pos.repeat(1, H), k_pos, bf, spec).view(B, H, T, self.R)  # [B, H, T, R]
         return torch.einsum("bhtr,hdr->bhtd", o_lat, w_uv)  # [B, H, T, Dv]
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> LatentCache:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from archlab.attention.backends import BACKENDS, pick_backend
+from archlab.attention.masks import padded_spec
 from archlab.attention.registry import ATTENTION
 from archlab.cache.kv import KVCache
 from archlab.cache.sliding import SlidingKVCache
@@ -53,7 +54,10 @@ class SoftmaxAttention(nn.Module):
         # gated attention: o * sigmoid(x W_g), one gate per channel or per head
         self.g_proj = nn.Linear(C, gate_width(a, H, D), bias=a.qkv_bias) if a.output_gate != "none" else None
 
-    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: KVCache | SlidingKVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, positions: torch.Tensor, cache: KVCache | SlidingKVCache | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` [B, T] (True = real token) marks a left-padded batch; the pads' negative
+        positions (and the cache's) already say which keys to hide."""
         B, T, _ = x.shape
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         off = self.cfg.qk_norm_unit_offset
@@ -70,10 +74,11 @@ class SoftmaxAttention(nn.Module):
         else:
             k_pos = positions
         bias = self.position.bias(positions, k_pos)
-        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=self.mask, device=x.device,
+        spec = padded_spec(self.mask, mask, cache)
+        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=spec, device=x.device,
                                cached=cache is not None, flex_bias_ok=bias is None or self.position.score_mod(0) is not None)
         o = BACKENDS.get(backend)(
-            q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale, bias=bias, mask=self.mask,
+            q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale, bias=bias, mask=spec,
             softcap=self.cfg.softcap, position=self.position,
         )
         o = o.transpose(1, 2)  # [B, T, H, D]

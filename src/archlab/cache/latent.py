@@ -27,6 +27,11 @@ class LatentCache:
         else:
             self.kv = QuantizedStore(shape, quant, dtype=dtype, device=device, groups=(kv_lora_rank, rope_dim))
         self.length = 0
+        self.offsets: torch.Tensor | None = None  # [B] left-padding slots per row (None: no padding)
+
+    def set_padding(self, offsets: torch.Tensor) -> None:
+        """Row b's first ``offsets[b]`` slots hold pads (negative positions, hidden by attention)."""
+        self.offsets = offsets
 
     def update(self, kv: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Append rows [B, 1, T, R + Dr]; return all cached rows [B, 1, S, R + Dr] and their positions [B, S]."""
@@ -34,6 +39,8 @@ class LatentCache:
         self.kv[:, :, start:end] = kv.to(self.kv.dtype)
         self.length = end
         k_pos = torch.arange(end, device=kv.device).expand(kv.shape[0], end)
+        if self.offsets is not None:
+            k_pos = k_pos - self.offsets[:, None]  # [B, S]: pads at negative positions
         return self.kv[:, :, :end].to(kv.dtype), k_pos  # no copy when the cache has the model's dtype
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
@@ -44,6 +51,7 @@ class LatentCache:
 
     def reset(self) -> None:
         self.length = 0
+        self.offsets = None
 
     @staticmethod
     def bytes_for(batch_size: int, max_len: int, kv_lora_rank: int, rope_dim: int, elem: int, quant: str = "auto") -> int:

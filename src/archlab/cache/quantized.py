@@ -153,6 +153,7 @@ class QuantizedKVCache(KVCache):
         self.length = 0
         self.static = False
         self.slot_pos = None
+        self.offsets = None
 
     def make_static(self) -> None:
         raise ValueError("cache: a quantized KV cache has no static (CUDA-graph) mode; use attention.cache_dtype=auto")
@@ -176,6 +177,7 @@ class QuantizedSlidingKVCache(SlidingKVCache):
         self.k = QuantizedStore((batch_size, kv_heads, n, head_dim), kind, dtype=dtype, device=device)
         self.v = QuantizedStore((batch_size, kv_heads, n, v_dim or head_dim), kind, dtype=dtype, device=device)
         self.length = 0
+        self.offsets = self.slot_pos = None
 
     def nbytes(self) -> int:
         return self.k.nbytes() + self.v.nbytes()

@@ -65,7 +65,10 @@ class LinearMixerBase(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, -1, width).transpose(1, 2)  # [B, H, T, width]
 
-    def forward(self, x: Tensor, *, positions: Tensor | None = None, cache: LinearAttentionCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, *, positions: Tensor | None = None, cache: LinearAttentionCache | None = None,
+                mask: Tensor | None = None) -> Tensor:
+        """``mask`` [B, T] (True = real token) marks left padding: pads enter neither the short
+        conv (zero inputs, as an empty window) nor the state (``_mix`` zeroes their writes)."""
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x: expected [B, T, {self.d_model}]; got {tuple(x.shape)}")
         B, T, _ = x.shape
@@ -79,14 +82,18 @@ class LinearMixerBase(nn.Module):
         d = self.dims
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv is not None:
-            qkv, st = self.conv(torch.cat([q, k, v], dim=-1), None if cache is None else cache.conv, form)
+            qkv = torch.cat([q, k, v], dim=-1)
+            if mask is not None:
+                qkv = qkv * mask[..., None].to(qkv.dtype)
+            qkv, st = self.conv(qkv, None if cache is None else cache.conv, form)
             if cache is not None:
                 cache.conv.copy_(st)
             q, k, v = qkv.split([d.k_heads * d.qk, d.k_heads * d.qk, d.heads * d.v], dim=-1)
         q, k = self.heads(q, d.qk), self.heads(k, d.qk)  # [B, Hk, T, Dk]
         if d.k_heads != d.heads:  # each q/k head serves H / Hk consecutive value heads
             q, k = (t.repeat_interleave(d.heads // d.k_heads, dim=1) for t in (q, k))  # [B, H, T, Dk]
-        o = self._mix(x, q, k, self.heads(v, d.v), positions, cache, form)
+        pad = {} if mask is None else {"mask": mask}
+        o = self._mix(x, q, k, self.heads(v, d.v), positions, cache, form, **pad)
         if cache is not None:
             cache.seen += T
         o = self.norm(o).transpose(1, 2).reshape(B, T, d.heads * d.v)  # [B, T, H*Dv]
@@ -95,6 +102,7 @@ class LinearMixerBase(nn.Module):
         return self.o_proj(o)
 
     def _mix(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor,
-             cache: LinearAttentionCache | None, form: str) -> Tensor:
-        """q, k: [B, H, T, Dk], v: [B, H, T, Dv] -> o [B, H, T, Dv]; updates the cache state."""
+             cache: LinearAttentionCache | None, form: str, mask: Tensor | None = None) -> Tensor:
+        """q, k: [B, H, T, Dk], v: [B, H, T, Dv] -> o [B, H, T, Dv]; updates the cache state.
+        ``mask`` [B, T] (left padding): the pads' writes to the state must be zero."""
         raise NotImplementedError

@@ -73,6 +73,15 @@ class HeadNorm(nn.Module):
         return (out * self.weight.to(of.dtype)).to(o.dtype)
 
 
+def drop_pads(t: Tensor, mask: Tensor | None) -> Tensor:
+    """``t`` [B, H, T, ...] with the left-padding tokens zeroed (mask [B, T], True = real), so
+    they write nothing into a state that starts at zero (decays of a zero state stay zero)."""
+    if mask is None:
+        return t
+    m = mask[:, None, :]  # [B, 1, T]
+    return t * m.view(*m.shape, *([1] * (t.dim() - 3))).to(t.dtype)
+
+
 def head_norm_params(kind: str, dv: int) -> int:
     return dv if kind == "rms" else 0
 
@@ -90,13 +99,16 @@ def rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     return out if D == 2 * half else torch.cat([out, x[..., 2 * half:]], dim=-1)
 
 
-def window_attention(q: Tensor, k: Tensor, v: Tensor, ring_k: Tensor, ring_v: Tensor, seen: int) -> Tensor:
+def window_attention(q: Tensor, k: Tensor, v: Tensor, ring_k: Tensor, ring_v: Tensor, seen: int,
+                     start: Tensor | None = None) -> Tensor:
     """Causal sliding-window softmax attention over the last W positions (itself included).
 
     q, k, v: [B, H, T, D] for positions seen .. seen+T-1; ring_k, ring_v: [B, H, W, D] the
     earlier keys/values, slot s holding the latest position p < seen with p % W == s.
     Queries are processed in blocks of W: block i sees the ring (as block -1) or block i-1,
     and itself, so the cost is O(T W), not O(T^2).
+    ``start`` [B] (left padding): row b's real tokens begin at position start[b]; its real
+    queries see no earlier key, its pads only pads.
     """
     B, H, T, D = q.shape
     W = ring_k.shape[2]
@@ -122,6 +134,10 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, ring_k: Tensor, ring_v: Te
     diff = qpb.unsqueeze(-1) - kpb.unsqueeze(-2)  # [n, W, 2W]
     allowed = kokb.unsqueeze(-2) & (diff >= 0) & (diff < W)
     scores = (qb @ kb.transpose(-1, -2)) * D ** -0.5  # [B, H, n, W, 2W]
+    if start is not None:
+        real_k = kpb >= start[:, None, None]  # [B, n, 2W]
+        real_q = qpb >= start[:, None, None]  # [B, n, W]
+        allowed = (allowed & (real_k[:, :, None, :] == real_q[..., None]))[:, None]  # [B, 1, n, W, 2W]
     scores = scores.masked_fill(~allowed, -math.inf)
     o = torch.softmax(upcast(scores), dim=-1).to(q.dtype) @ vb  # [B, H, n, W, D]
     return o.flatten(2, 3)[:, :, :T]

@@ -31,6 +31,11 @@ class LinearAttentionCache:
     window_v: Tensor | None
     max_len: int
     seen: int = 0  # tokens already processed (the ring buffer's write position)
+    offsets: Tensor | None = None  # [B] left-padding tokens per row (None: no padding)
+
+    def set_padding(self, offsets: Tensor) -> None:
+        """The mixer keeps pads out of the state; the window branch hides ring slots before ``offsets``."""
+        self.offsets = offsets
 
     def tensors(self) -> list[Tensor]:
         return [t for t in (self.state, self.normalizer, self.conv, self.window_k, self.window_v) if t is not None]
@@ -42,6 +47,7 @@ class LinearAttentionCache:
         for t in self.tensors():
             t.zero_()
         self.seen = 0
+        self.offsets = None
 
     def check_room(self, n_new: int) -> None:
         if self.seen + n_new > self.max_len:

@@ -18,7 +18,7 @@ from archlab.ops.linear_attn.common import auto_triton
 from archlab.ops.simple_gla import retention, retention_log_decay
 
 from .base import LinearMixerBase
-from .blocks import rotary, upcast, window_attention, write_ring
+from .blocks import drop_pads, rotary, upcast, window_attention, write_ring
 from .cache import LinearAttentionCache
 from .config import LinearAttentionConfig
 from .feature_maps import Taylor, build_feature_map
@@ -34,8 +34,8 @@ class FeatureMapLinearAttention(LinearMixerBase):
         self.uses_normalizer = cfg.normalize
         self.feature_map = build_feature_map(cfg.feature_map, self.dims.heads, self.dims.qk, cfg.normalize)
 
-    def _mix(self, x, q, k, v, positions, cache, form):
-        qf, kf = self.feature_map(q, positions, "q"), self.feature_map(k, positions, "k")
+    def _mix(self, x, q, k, v, positions, cache, form, mask=None):
+        qf, kf = self.feature_map(q, positions, "q"), drop_pads(self.feature_map(k, positions, "k"), mask)
         o, final = linear_attn(
             qf, kf, v, normalize=self.cfg.normalize, scale=1.0 if self.cfg.normalize else self.dims.feat ** -0.5,
             eps=self.cfg.eps, initial_state=self.state_in(cache), output_final_state=cache is not None,
@@ -53,9 +53,9 @@ class Retention(LinearMixerBase):
         super().__init__(cfg, d_model, layer_idx)
         self.register_buffer("log_decay", retention_log_decay(cfg.heads), persistent=False)  # [H]
 
-    def _mix(self, x, q, k, v, positions, cache, form):
+    def _mix(self, x, q, k, v, positions, cache, form, mask=None):
         o, final = retention(
-            rotary(q, positions), rotary(k, positions), v, self.log_decay, scale=self.dims.qk ** -0.5,
+            rotary(q, positions), drop_pads(rotary(k, positions), mask), v, self.log_decay, scale=self.dims.qk ** -0.5,
             initial_state=self.state_in(cache), output_final_state=cache is not None,
             form=form, chunk_size=self.cfg.chunk_size,
         )
@@ -73,10 +73,10 @@ class GatedLinearAttention(LinearMixerBase):
         self.gk_proj = nn.Sequential(nn.Linear(d_model, cfg.gate_low_rank, bias=False),
                                      nn.Linear(cfg.gate_low_rank, d.heads * d.qk, bias=True))
 
-    def _mix(self, x, q, k, v, positions, cache, form):
+    def _mix(self, x, q, k, v, positions, cache, form, mask=None):
         g = F.logsigmoid(upcast(self.gk_proj(x))) / self.cfg.gate_normalizer  # [B, T, H*Dk]
         o, final = gla(
-            q, k, v, self.heads(g, self.dims.qk), scale=self.dims.qk ** -0.5,
+            q, drop_pads(k, mask), v, self.heads(g, self.dims.qk), scale=self.dims.qk ** -0.5,
             initial_state=self.state_in(cache), output_final_state=cache is not None,
             form=auto_triton(self.cfg.form, form, self.cfg.chunk_size, v), chunk_size=self.cfg.chunk_size,
         )
@@ -99,9 +99,9 @@ class DeltaNet(LinearMixerBase):
             q, k = F.silu(q), F.silu(k)
         return l2norm(upcast(q)).to(q.dtype), l2norm(upcast(k)).to(k.dtype)
 
-    def _mix(self, x, q, k, v, positions, cache, form):
+    def _mix(self, x, q, k, v, positions, cache, form, mask=None):
         q, k = self._qk(q, k)
-        beta = torch.sigmoid(upcast(self.b_proj(x))).transpose(1, 2)  # [B, H, T]
+        beta = drop_pads(torch.sigmoid(upcast(self.b_proj(x))).transpose(1, 2), mask)  # [B, H, T]: pads write nothing
         o, final = delta_rule(
             q, k, v, beta, scale=self.dims.qk ** -0.5, initial_state=self.state_in(cache),
             output_final_state=cache is not None, form=form, chunk_size=self.cfg.chunk_size,
@@ -123,9 +123,9 @@ class GatedDeltaNet(DeltaNet):
         dt = torch.exp(torch.empty(H).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt at init
 
-    def _mix(self, x, q, k, v, positions, cache, form):
+    def _mix(self, x, q, k, v, positions, cache, form, mask=None):
         q, k = self._qk(q, k)
-        beta = torch.sigmoid(upcast(self.b_proj(x))).transpose(1, 2)  # [B, H, T]
+        beta = drop_pads(torch.sigmoid(upcast(self.b_proj(x))).transpose(1, 2), mask)  # [B, H, T]: pads write nothing
         a = upcast(self.a_proj(x))
         g = -torch.exp(self.A_log.to(a.dtype)) * F.softplus(a + self.dt_bias.to(a.dtype))  # [B, T, H]
         o, final = gated_delta_rule(
@@ -157,8 +157,8 @@ class Based(LinearMixerBase):
         cache.window_v = torch.zeros(shape, dtype=dtype, device=device)
         return cache
 
-    def _mix(self, x, q, k, v, positions, cache, form):
-        qf, kf = self.feature_map(q, positions, "q"), self.feature_map(k, positions, "k")
+    def _mix(self, x, q, k, v, positions, cache, form, mask=None):
+        qf, kf = self.feature_map(q, positions, "q"), drop_pads(self.feature_map(k, positions, "k"), mask)
         o, final = linear_attn(
             qf, kf, v, normalize=self.cfg.normalize, scale=1.0 if self.cfg.normalize else self.dims.feat ** -0.5,
             eps=self.cfg.eps, initial_state=self.state_in(cache), output_final_state=cache is not None,
@@ -169,10 +169,13 @@ class Based(LinearMixerBase):
         sq = rotary(self.heads(self.wq(x), d.v), positions)
         sk = rotary(self.heads(self.wk(x), d.v), positions)
         sv = self.heads(self.wv(x), d.v)
+        # left padding: the first real token of each row (ring slots and pads before it are hidden)
+        start = (~mask).sum(-1) if mask is not None else None if cache is None else cache.offsets
         if cache is None:
             ring = sk.new_zeros(x.shape[0], d.heads, self.cfg.window, d.v)
-            return o + window_attention(sq, sk, sv, ring, ring, 0)
-        o_local = window_attention(sq, sk, sv, cache.window_k.to(sk.dtype), cache.window_v.to(sv.dtype), cache.seen)
+            return o + window_attention(sq, sk, sv, ring, ring, 0, start)
+        o_local = window_attention(sq, sk, sv, cache.window_k.to(sk.dtype), cache.window_v.to(sv.dtype), cache.seen,
+                                   start)
         write_ring(cache.window_k, cache.window_v, sk, sv, cache.seen)
         return o + o_local
 

@@ -9,7 +9,7 @@ Context extension (``position.scaling``) only changes ``inv_freq`` and the atten
 that multiplies cos/sin (see ``rope_scaling``); both are non-persistent, so switching the
 scaling kind never changes ``state_dict`` keys. For the length-dependent kinds (dynamic NTK,
 LongRoPE ``by_length``) the frequencies are recomputed on every call from the current length
-``max(positions) + 1``: a KV cache keeps each key as rotated when it was written, so once the
+``max(positions) + 1`` of each row (rows of a left-padded batch differ): a KV cache keeps each key as rotated when it was written, so once the
 length passes the trained context, keys cached earlier carry the frequencies of a shorter
 length and cached decoding no longer equals one full forward. transformers does the same
 (its rotary module recomputes from ``max(position_ids) + 1``; its cache keeps old keys).
@@ -85,18 +85,22 @@ class RoPE(PositionEncoding):
             self.switch_len = cfg.original_max_positions
 
     def current_inv_freq(self, positions: torch.Tensor) -> torch.Tensor:
-        """[R] float64 frequencies for this call (differs from ``inv_freq`` only if length-dependent)."""
+        """Float64 frequencies for this call: [R], or [B, R] when length-dependent (each row's
+        length: the rows of a left-padded batch differ)."""
         if not self.length_dependent:
             return self.inv_freq.to(positions.device)
-        seq_len = positions.max() + 1  # 0-d tensor: no host sync
+        seq_len = positions.amax(-1) + 1  # [B]: no host sync
         if self.switch_len is not None:
-            return torch.where(seq_len > self.switch_len, self.long_inv_freq, self.inv_freq)
+            return torch.where(seq_len[:, None] > self.switch_len, self.long_inv_freq, self.inv_freq)  # [B, R]
         inv_freq, _ = rope_inv_freq(self.cfg, self.rot_dim, seq_len)
         return inv_freq
 
     def angles(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """positions [B, T] -> cos, sin [B, 1, T, R] in ``dtype``, times the attention factor."""
-        ang = positions.to(torch.float64)[..., None] * self.current_inv_freq(positions)  # [B, T, R]
+        inv_freq = self.current_inv_freq(positions)
+        if inv_freq.dim() == 2:
+            inv_freq = inv_freq[:, None]  # [B, 1, R]: one set per row
+        ang = positions.to(torch.float64)[..., None] * inv_freq  # [B, T, R]
         cos = (ang.cos() * self.attn_factor).to(dtype)[:, None]
         sin = (ang.sin() * self.attn_factor).to(dtype)[:, None]
         return cos, sin

@@ -22,6 +22,11 @@ class SSMCache:
         self.ssm_state = ssm_state
         self.max_len = max_len
         self.length = 0
+        self.offsets: torch.Tensor | None = None  # [B] left-padding tokens per row (None: no padding)
+
+    def set_padding(self, offsets: torch.Tensor) -> None:
+        """Nothing to move: the mixer keeps pads out of both states (see its ``mask``)."""
+        self.offsets = offsets
 
     @classmethod
     def zeros(cls, batch_size: int, conv_shape: tuple[int, ...], ssm_shape: tuple[int, ...], max_len: int,
@@ -43,3 +48,4 @@ class SSMCache:
         self.conv_state.zero_()
         self.ssm_state.zero_()
         self.length = 0
+        self.offsets = None

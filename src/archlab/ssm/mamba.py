@@ -55,15 +55,19 @@ class MambaMixer(nn.Module):
         mark_no_weight_decay(self.A_log, self.D)
 
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor | None = None,
-                cache: SSMCache | None = None) -> torch.Tensor:
+                cache: SSMCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, C] -> [B, T, C]; with a cache, continue from its state and update it in place.
 
         ``positions`` is accepted for the common mixer interface; a recurrence does not need it.
+        ``mask`` [B, T] (True = real token) marks left padding: pads enter neither the conv
+        window (zero inputs, as an empty window) nor the state (dt = 0 leaves it unchanged).
         """
         check_input(x, self.d_model, cache, "MambaMixer")
         Bsz, T, _ = x.shape
         N, R = self.dims.d_state, self.dims.dt_rank
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # [B, T, E] each
+        if mask is not None:
+            xs = xs * mask[..., None].to(xs.dtype)
         xs, conv_state = causal_conv1d(
             xs, self.conv1d.weight[:, 0], self.conv1d.bias, None if cache is None else cache.conv_state
         )
@@ -73,6 +77,8 @@ class MambaMixer(nn.Module):
             dt, B, C = self.dt_layernorm(dt), self.b_layernorm(B), self.c_layernorm(C)
         # bias and softplus in float32: dt near zero is where low precision hurts
         dt = F.softplus(F.linear(dt, self.dt_proj.weight).float() + self.dt_proj.bias.float())  # [B, T, E]
+        if mask is not None:
+            dt = dt * mask[..., None]
         A = -torch.exp(self.A_log.float())  # [E, N]
         if cache is not None and T == 1:
             y = selective_scan_step(cache.ssm_state, xs[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])[:, None]

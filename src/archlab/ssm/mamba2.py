@@ -48,16 +48,20 @@ class Mamba2Mixer(nn.Module):
         mark_no_weight_decay(self.A_log, self.D, self.dt_bias)
 
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor | None = None,
-                cache: SSMCache | None = None) -> torch.Tensor:
+                cache: SSMCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, C] -> [B, T, C]; with a cache, continue from its state and update it in place.
 
         ``positions`` is accepted for the common mixer interface; a recurrence does not need it.
+        ``mask`` [B, T] (True = real token) marks left padding: pads enter neither the conv
+        window (zero inputs, as an empty window) nor the state (dt = 0 leaves it unchanged).
         """
         check_input(x, self.d_model, cache, "Mamba2Mixer")
         Bsz, T, _ = x.shape
         d = self.dims
         E, H, P, G, N = d.d_inner, d.heads, d.head_dim, d.groups, d.d_state
         z, xBC, dt = self.in_proj(x).split([E, d.conv_dim, H], dim=-1)
+        if mask is not None:
+            xBC = xBC * mask[..., None].to(xBC.dtype)
         xBC, conv_state = causal_conv1d(
             xBC, self.conv1d.weight[:, 0], self.conv1d.bias, None if cache is None else cache.conv_state
         )
@@ -67,6 +71,8 @@ class Mamba2Mixer(nn.Module):
         dt = F.softplus(dt.float() + self.dt_bias.float())  # [B, T, H]
         if self.cfg.dt_limit is not None:
             dt = dt.clamp(*self.cfg.dt_limit)
+        if mask is not None:
+            dt = dt * mask[..., None]
         A = -torch.exp(self.A_log.float())  # [H]
         if cache is not None and T == 1:
             y = ssd_step(cache.ssm_state, xs[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])[:, None]
