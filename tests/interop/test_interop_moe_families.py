@@ -85,3 +85,118 @@ def test_moe_family_conformance(case, tmp_path):
     hf = build_hf(cls_name, kwargs)
     _redraw_correction_bias(hf)
     check_conformance(hf, model_type, V, tmp_path)
+
+
+# -- checkpoint layouts and the command line --------------------------------------------------------
+def _ids():
+    return torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(4))
+
+
+@torch.no_grad()
+def test_fused_and_per_expert_directories_load_alike(tmp_path):
+    """save_pretrained writes one tensor per expert; a directory holding the fused in-memory layout
+    (transformers 5.x's state dict saved as is) loads to the same model."""
+    import safetensors.torch
+
+    from archlab.interop import from_hf
+
+    cls_name, kwargs, _ = CASES["qwen2_moe_step"]
+    hf = build_hf(cls_name, kwargs)
+    hf.save_pretrained(tmp_path / "files")
+    with open(tmp_path / "files" / "config.json") as f:
+        assert json.load(f)["model_type"] == "qwen2_moe"
+    (tmp_path / "fused").mkdir()
+    (tmp_path / "fused" / "config.json").write_text((tmp_path / "files" / "config.json").read_text())
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    assert "model.layers.1.mlp.experts.gate_up_proj" in state
+    safetensors.torch.save_file(state, str(tmp_path / "fused" / "model.safetensors"))
+    want = hf(_ids()).logits
+    for d in ("files", "fused"):
+        torch.testing.assert_close(from_hf(tmp_path / d)(_ids()), want)
+
+
+@torch.no_grad()
+def test_exported_experts_are_per_expert_and_the_mtp_layer_is_skipped(tmp_path):
+    """to_hf writes the per-expert layout of published checkpoints; DeepSeek-V3 files may carry the
+    multi-token-prediction layer after the last one, which transformers does not build."""
+    import safetensors.torch
+
+    from archlab.interop import from_hf, to_hf
+
+    cls_name, kwargs, _ = CASES["deepseek_v3"]
+    hf = build_hf(cls_name, kwargs)
+    _redraw_correction_bias(hf)
+    to_hf(from_hf(hf), tmp_path / "out")
+    state = safetensors.torch.load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert "model.layers.1.mlp.experts.7.down_proj.weight" in state and "model.layers.1.mlp.experts.down_proj" not in state
+    torch.testing.assert_close(state["model.layers.1.mlp.gate.e_score_correction_bias"],
+                               hf.model.layers[1].mlp.gate.e_score_correction_bias)
+    state["model.layers.2.eh_proj.weight"] = torch.zeros(4, 4)  # the MTP layer of a 2-layer model
+    safetensors.torch.save_file(state, str(tmp_path / "out" / "model.safetensors"))
+    torch.testing.assert_close(from_hf(tmp_path / "out")(_ids()), hf(_ids()).logits)
+
+
+@torch.no_grad()
+def test_cli_convert_round_trips_a_mixtral_directory(tmp_path, capsys):
+    from archlab.cli import main
+    from archlab.interop import load_archlab
+
+    cls_name, kwargs, _ = CASES["mixtral"]
+    hf = build_hf(cls_name, kwargs)
+    hf.save_pretrained(tmp_path / "hf")
+    want = hf(_ids()).logits
+    assert main(["convert", "--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "arch")]) == 0
+    torch.testing.assert_close(load_archlab(tmp_path / "arch")(_ids()), want)
+    assert main(["convert", "--to-hf", str(tmp_path / "arch"), "--out", str(tmp_path / "back")]) == 0
+    assert "transformers mixtral" in capsys.readouterr().out
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    torch.testing.assert_close(reloaded(_ids()).logits, want)
+
+
+# -- what has no counterpart -------------------------------------------------------------------------
+def test_automatic_family_choice_for_moe_presets():
+    from archlab import presets
+    from archlab.interop import pick_family
+
+    picks = {n: pick_family(presets.get(n)).model_type for n in (
+        "mixtral-debug", "olmoe-debug", "qwen2-moe-debug", "qwen3-moe-debug", "deepseek-debug", "deepseek-v2-lite")}
+    assert picks == {"mixtral-debug": "mixtral", "olmoe-debug": "olmoe", "qwen2-moe-debug": "qwen2_moe",
+                     "qwen3-moe-debug": "qwen3_moe", "deepseek-debug": "deepseek_v3", "deepseek-v2-lite": "deepseek_v2"}
+
+
+@pytest.mark.parametrize("preset, over, family, match", [
+    ("llama-3-debug", {}, "mixtral", "this config has no moe section"),
+    ("mixtral-debug", {"plan": {"pattern": "AE"}}, "mixtral", "layer 0 has a dense FFN"),
+    ("mixtral-debug", {"moe.shared_experts": 1}, "mixtral", "moe.shared_experts=1"),
+    ("mixtral-debug", {"moe.router": "topk_softmax", "moe.norm_topk_prob": False}, "mixtral", "moe.router='topk_softmax'"),
+    ("olmoe-debug", {"moe.expert_kind": "mlp", "moe.activation": "gelu"}, "olmoe", "moe.expert_kind='mlp'"),
+    ("qwen2-moe-debug", {"moe.shared_gate": False}, "qwen2_moe", "moe.shared_gate=False"),
+    ("qwen2-moe-debug", {"plan": {"pattern": "AE", "letters": {"E": {"ffn": "moe", "set": {"moe.top_k": 1}}}}},
+     "qwen2_moe", "layer 1 overrides moe"),
+    ("qwen3-moe-debug", {"ffn.kind": "geglu", "plan": {"pattern": "AE"}}, "qwen3_moe", "one hidden_act"),
+    ("deepseek-debug", {"plan": {"pattern": "EA"}}, "deepseek_v3", "dense layers must come first"),
+    ("deepseek-debug", {"moe.router": "softmax_topk", "moe.correction_bias": False, "moe.norm_topk_prob": True},
+     "deepseek_v2", "moe.norm_topk_prob=True"),
+    ("deepseek-debug", {"moe.group_score": "max"}, "deepseek_v3", "moe.group_score='max'"),
+    ("deepseek-debug", {"moe.shared_expert_hidden": 48}, "deepseek_v3", "moe.shared_expert_hidden=48"),
+])
+def test_moe_configs_without_a_counterpart_name_the_component(preset, over, family, match):
+    from archlab import presets
+    from archlab.interop import Unsupported, to_hf_config
+
+    with pytest.raises(Unsupported, match=match.replace("(", r"\(").replace(".", r"\.")):
+        to_hf_config(presets.get(preset, **over), family)
+
+
+@pytest.mark.parametrize("cls_name, kwargs, match", [
+    ("OlmoeConfig", dict(BASE, intermediate_size=16, num_experts=4, num_experts_per_tok=2, clip_qkv=8.0), "clip_qkv"),
+    ("DeepseekV2Config", dict(DEEPSEEK, topk_method="noaux_tc"), "topk_method: 'noaux_tc'"),
+    ("DeepseekV2Config", dict(DEEPSEEK, num_key_value_heads=2), "num_key_value_heads: 2"),
+    ("DeepseekV2Config", dict(DEEPSEEK, mlp_bias=True), "mlp_bias"),
+    ("Qwen2MoeConfig", dict(QWEN, mlp_only_layers=[0, 1], shared_expert_intermediate_size=8), "no layer"),
+])
+def test_transformers_configs_without_a_counterpart_name_the_key(cls_name, kwargs, match):
+    from archlab.interop import Unsupported, from_hf_config
+
+    with pytest.raises(Unsupported, match=match):
+        from_hf_config(getattr(transformers, cls_name)(**kwargs))
