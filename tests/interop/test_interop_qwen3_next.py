@@ -74,6 +74,8 @@ def test_config_round_trip_and_refusals():
         to_hf_config(cfg.replace(**{"moe.shared_gate": False}), "qwen3_next")
     with pytest.raises(Unsupported, match="norm.unit_offset"):
         to_hf_config(cfg.replace(**{"norm.unit_offset": False}), "qwen3_next")
+    fam = archlab.interop.api.family("qwen3_next")  # published checkpoints carry a multi-token-prediction head
+    assert fam.ignored(fam.canonical("mtp.layers.0.mlp.gate.weight"), cfg) and not fam.ignored("model.norm.weight", cfg)
     hf_cfg.layer_types = ["sliding_attention"] * 4
     with pytest.raises(Unsupported, match="layer_types: sliding_attention"):
         from_hf_config(hf_cfg)
