@@ -35,7 +35,7 @@ def _grouped_gated_norm() -> bool:
 CASES = {
     "mamba": ("MambaConfig", dict(MAMBA, time_step_rank=3, use_bias=True, layer_norm_epsilon=1e-4), "mamba"),
     "mamba_untied": ("MambaConfig", dict(MAMBA, tie_word_embeddings=False, use_conv_bias=False), "mamba"),
-    "mamba2": ("Mamba2Config", dict(MAMBA, state_size=16, head_dim=8, num_heads=8, chunk_size=4), "mamba2"),
+    "mamba2": ("Mamba2Config", dict(MAMBA, state_size=16, head_dim=8, num_heads=8, n_groups=1, chunk_size=4), "mamba2"),
     "mamba2_groups": ("Mamba2Config", dict(MAMBA, state_size=16, head_dim=8, num_heads=8, n_groups=2, chunk_size=4,
                                            use_bias=True, tie_word_embeddings=True), "mamba2"),
     # layers: 0 attention + dense, 1 Mamba + MoE, 2 Mamba + dense, 3 attention + MoE
