@@ -205,3 +205,16 @@ def test_bad_masks_are_named_errors():
         generate(m, [[1, 2], []], 2)
     with pytest.raises(ValueError, match="attention_mask: give it with a padded tensor"):
         generate(m, [[1, 2], [3]], 2, attention_mask=torch.ones(2, 2))
+
+
+@torch.no_grad()
+def test_lm_eval_generation_batches_prompts_of_different_lengths():
+    from archlab.data.tokenizer import ByteTokenizer
+    from archlab.eval.lm_eval_adapter import LMEvalModel
+
+    m = _model({"vocab_size": 258})
+    tok = ByteTokenizer()
+    reqs = [(ctx, {"until": ["\x00"], "max_gen_toks": 6}) for ctx in ("ab", "the quick", "hello")]
+    batched = LMEvalModel(m, tok, batch_size=3).generate_until(reqs)
+    assert batched == LMEvalModel(m, tok, batch_size=1).generate_until(reqs)
+    assert all(batched)

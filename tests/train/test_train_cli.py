@@ -50,6 +50,14 @@ def test_train_resume_generate(tmp_path, corpus, capsys):
     assert rc == 0, cap.err
     assert cap.out.startswith("def f") and len(cap.out.rstrip("\n")) > len("def f")
 
+    # several prompts: one left-padded batch; greedy rows equal each prompt alone
+    greedy = ["--max-new-tokens", "8", "--temperature", "0"]
+    assert main(["generate", str(out), "--prompt", "def f", *greedy]) == 0
+    alone = capsys.readouterr().out
+    assert main(["generate", str(out), "--prompt", "def f", "--prompt", "import os, sys", *greedy]) == 0
+    batch = capsys.readouterr().out
+    assert batch.startswith(alone) and "\nimport os, sys" in batch[len(alone):]
+
 
 def test_cli_errors(tmp_path, corpus, capsys):
     assert main(["train", "llama-3-debug", "--set", "lrr=1", "--out", str(tmp_path / "a")]) == 2

@@ -10,8 +10,9 @@ accepted too):
   at the first of ``gen_kwargs["until"]``.
 
 Scoring batches are right-padded: with a causal model, padding after a row's last real token
-never changes that row's logits. Generation batches only prompts of equal length (left
-padding needs position ids the core does not take yet). When lm-eval is installed the class
+never changes that row's logits. Generation batches prompts of different lengths with left
+padding (``archlab.generate`` gives each row what it would produce alone), grouping only
+requests that share stop strings, token budget and sampling. When lm-eval is installed the class
 subclasses its ``LM`` base and registers as model ``archlab``; without it the class is
 duck-typed to the same interface.
 
@@ -201,7 +202,7 @@ class LMEvalModel(_Base):
 
     # -- generation ----------------------------------------------------------------------------
     def generate_until(self, requests: list) -> list[str]:
-        from archlab.generation import generate, truncate_at_stop
+        from archlab.generation import generate, left_pad, truncate_at_stop
 
         tok = self.tokenizer
         results: list[str] = [""] * len(requests)
@@ -221,14 +222,16 @@ class LMEvalModel(_Base):
             budget = max(1, self.max_length - max_new)
             ids = (tok.encode(context) if context else [self.prefix_token])[-budget:]
             prepared.append((ids, until, max_new, sampling))
-            groups.setdefault((len(ids), tuple(until), max_new, sampling), []).append(i)
+            groups.setdefault((tuple(until), max_new, sampling), []).append(i)
         bar = progress_bar(len(requests), "generate_until", self.progress)
         try:
-            for (n, until, max_new, (temp, top_k, top_p, seed)), idx in groups.items():
+            for (until, max_new, (temp, top_k, top_p, seed)), idx in groups.items():
+                idx = sorted(idx, key=lambda i: len(prepared[i][0]))  # similar lengths together: less padding
                 for lo in range(0, len(idx), self.batch_size):
                     chunk = idx[lo: lo + self.batch_size]
-                    ids = torch.tensor([prepared[i][0] for i in chunk], dtype=torch.int64, device=self.device)  # [B, n]
-                    out = generate(self.model, ids, max_new_tokens=max_new, temperature=temp,
+                    ids, mask = left_pad([prepared[i][0] for i in chunk], device=self.device)  # [B, n]
+                    n = ids.shape[1]
+                    out = generate(self.model, ids, attention_mask=mask, max_new_tokens=max_new, temperature=temp,
                                    top_k=None if top_k is None else int(top_k),
                                    top_p=None if top_p is None else float(top_p),
                                    seed=None if seed is None else int(seed), eos_id=tok.eos_id,

@@ -7,9 +7,9 @@ after a share ``depth`` of the filler, more filler, and "What is the pass key? T
 is". The model decodes greedily; a trial is correct when the digits it produces equal the key.
 Accuracy over a grid of context lengths x depths is the needle-in-a-haystack picture.
 
-Prompts of one cell have the same token count with the byte tokenizer (keys have a fixed
-number of digits), so they run as one batch without padding; other tokenizers group prompts
-by length. Shapes: B batch, T prompt tokens.
+Prompts of one cell run as one batch: with the byte tokenizer they have the same token count
+(keys have a fixed number of digits); with other tokenizers they may differ and are
+left-padded (each row decodes as it would alone). Shapes: B batch, T prompt tokens.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def passkey_grid(model: nn.Module, tokenizer, *, lengths: Sequence[int] = (256, 
     appends, so the prompt reads as a new document), "bos", or "none".
     """
     from archlab.eval.positions import learned_limit
-    from archlab.generation import generate
+    from archlab.generation import generate, left_pad
 
     check_positive_int("n_trials", n_trials)
     check_positive_int("n_digits", n_digits)
@@ -148,20 +148,16 @@ def passkey_grid(model: nn.Module, tokenizer, *, lengths: Sequence[int] = (256, 
                     bar.update(n_trials)
                     continue
                 correct = 0
-                by_len: dict[int, list[PasskeyPrompt]] = {}
-                for p in prompts:  # equal lengths batch without padding
-                    by_len.setdefault(len(p.ids), []).append(p)
-                for group in by_len.values():
-                    for lo in range(0, len(group), batch_size):
-                        chunk = group[lo: lo + batch_size]
-                        ids = torch.tensor([p.ids for p in chunk], dtype=torch.int64, device=device)  # [B, T]
-                        out = generate(model, ids, max_new_tokens=new_tokens, use_cache=use_cache)
-                        for p, seq in zip(chunk, out[:, ids.shape[1]:].tolist()):
-                            answer = read_key(tokenizer.decode(seq))
-                            correct += answer == p.key
-                            if len(examples) < 3 * len(lengths) and d == depths[0] and len(examples) < 3 * (len(actual) + 1):
-                                examples.append({"length": n, "depth": d, "key": p.key, "answer": tokenizer.decode(seq)})
-                        bar.update(len(chunk))
+                for lo in range(0, len(prompts), batch_size):
+                    chunk = prompts[lo: lo + batch_size]
+                    ids, mask = left_pad([p.ids for p in chunk], device=device)  # [B, T], left-padded if lengths differ
+                    out = generate(model, ids, max_new_tokens=new_tokens, use_cache=use_cache, attention_mask=mask)
+                    for p, seq in zip(chunk, out[:, ids.shape[1]:].tolist()):
+                        answer = read_key(tokenizer.decode(seq))
+                        correct += answer == p.key
+                        if len(examples) < 3 * len(lengths) and d == depths[0] and len(examples) < 3 * (len(actual) + 1):
+                            examples.append({"length": n, "depth": d, "key": p.key, "answer": tokenizer.decode(seq)})
+                    bar.update(len(chunk))
                 row.append(correct / n_trials)
             grid.append(tuple(row))
             actual.append(row_len)

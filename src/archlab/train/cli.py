@@ -3,7 +3,7 @@
     archlab train PRESET_OR_CONFIG [--set key=value ...] [--data stdlib|PATH] [--tokenizer byte|bpe:8192]
                   [--steps N] [--out DIR] [--resume]
     torchrun --nproc_per_node 2 -m archlab.cli train ...      # DDP (or --set distributed=fsdp)
-    archlab generate RUN_DIR --prompt TEXT
+    archlab generate RUN_DIR --prompt TEXT [--prompt TEXT ...]   # several: one left-padded batch
 
 ``--set`` keys go to the training config (``lr=1e-3``, ``data.max_docs=100``) or the model
 (``attention.kv_heads=1``) by their first part; ``train.``/``model.`` prefixes are explicit.
@@ -32,7 +32,8 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("generate", help="stream text from a trained run")
     p.add_argument("run", metavar="RUN_DIR", help="a run folder (its newest checkpoint) or a checkpoint folder")
-    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("--prompt", required=True, action="append",
+                   help="text to continue; repeat it to continue several texts as one batch (left-padded)")
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=50)
@@ -148,14 +149,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     tok = loaded.tokenizer
     if tok is None:
         raise ConfigError(f"{args.run}: the run saved no tokenizer, so text cannot be encoded")
-    ids = tok.encode(args.prompt)
-    if not ids:
+    prompts = [tok.encode(p) for p in args.prompt]
+    if not all(prompts):
         raise ConfigError("--prompt: encodes to no tokens; give some text")
     device = next(loaded.model.parameters()).device
-    x = torch.tensor([ids], dtype=torch.long, device=device)
-    sys.stdout.write(args.prompt)
-    stream = _Streamer(tok, ids)
-    generate(loaded.model, x, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-             top_p=args.top_p, seed=args.seed, eos_id=getattr(tok, "eos_id", None), stream=stream)
-    sys.stdout.write("\n")
+    kw = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+              eos_id=getattr(tok, "eos_id", None))
+    if len(prompts) == 1:  # streamed as it is generated
+        x = torch.tensor(prompts, dtype=torch.long, device=device)
+        sys.stdout.write(args.prompt[0])
+        generate(loaded.model, x, args.max_new_tokens, stream=_Streamer(tok, prompts[0]), **kw)
+        sys.stdout.write("\n")
+        return 0
+    out = generate(loaded.model, prompts, args.max_new_tokens, **kw)  # one batch, left-padded
+    width = max(len(p) for p in prompts)
+    for i, (text, row) in enumerate(zip(args.prompt, out[:, width:].tolist())):
+        if kw["eos_id"] is not None and kw["eos_id"] in row:
+            row = row[: row.index(kw["eos_id"])]
+        sys.stdout.write(("\n" if i else "") + text + tok.decode(row) + "\n")
     return 0
