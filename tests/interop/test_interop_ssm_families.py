@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 
 import pytest
-import torch
 
 from archlab import presets
 from archlab.config import LayerPlan
@@ -49,14 +48,6 @@ CASES = {
 
 MARKS = {"mamba2_groups": pytest.mark.xfail(not _grouped_gated_norm(), strict=True,
                                              reason="this transformers' PyTorch Mamba-2 path ignores n_groups in its gated norm")}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
