@@ -71,14 +71,6 @@ def _redraw_correction_bias(hf) -> None:
                 b.copy_(torch.randn(b.shape, generator=g) * 0.3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_moe_family_conformance(case, tmp_path):
     cls_name, kwargs, model_type = CASES[case]
