@@ -123,6 +123,10 @@ class Config:
 
     _section: typing.ClassVar[str] = ""
 
+    def __deepcopy__(self, memo: dict) -> "Config":
+        # frozen and built of immutable values (tuples, read-only mappings): a copy is the same object
+        return self
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("__post_init__")

@@ -16,12 +16,19 @@ from archlab.model import Model
 class GraphDecoder:
     """Prefill once, then decode one token per step by replaying a captured graph.
 
-    ``use_graph=False`` (or a CPU model) runs the same static-cache step eagerly.
+    ``use_graph=False`` (or a CPU model) runs the same static-cache step eagerly. ``pack=True``
+    packs the projections that share an input (q/k/v, gate/up: ``archlab.packing``) so each runs
+    as one matrix-vector product; the model's parameters become views of the packed rows, which
+    changes nothing else about the model (training, state dict, saving).
     """
 
     def __init__(self, model: Model, batch_size: int, max_len: int, *, use_graph: bool | None = None,
-                 compile: bool | str = False):
+                 compile: bool | str = False, pack: bool = True):
         self.model = model.eval()
+        if pack:
+            from archlab.packing import pack_projections
+
+            pack_projections(model)
         dev = model.embed.weight.device
         self.device = dev
         self.use_graph = (dev.type == "cuda") if use_graph is None else use_graph

@@ -12,6 +12,7 @@ from torch import nn
 
 from archlab.configbase import Config
 from archlab.errors import check
+from archlab.packing import PackedMixin
 from archlab.registry import Registry
 
 FFN: Registry[type[nn.Module]] = Registry("ffn.kind")
@@ -78,7 +79,7 @@ class MLP(nn.Module):
 
 @FFN.register("swiglu")
 @FFN.register("geglu")
-class GatedMLP(nn.Module):
+class GatedMLP(PackedMixin, nn.Module):
     """y = W_down (act(W_gate x) * W_up x)  (Shazeer 2020, "GLU Variants Improve Transformer")."""
 
     def __init__(self, cfg: FFNConfig, d_model: int, layer_idx: int = 0):
@@ -90,7 +91,11 @@ class GatedMLP(nn.Module):
         self.act = activation_fn(cfg.act())
 
     def forward(self, x: torch.Tensor, **_: object) -> torch.Tensor:
-        return self.down(self.act(self.gate(x)) * self.up(x))
+        g, u = self._project(x)  # one matmul once packed (decoding), else two
+        return self.down(self.act(g) * u)
+
+    def _packed_layers(self) -> list[nn.Linear]:
+        return [self.gate, self.up]
 
     @staticmethod
     def params(cfg: FFNConfig, d_model: int) -> int:

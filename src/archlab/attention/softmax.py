@@ -17,6 +17,7 @@ from archlab.cache.kv import KVCache
 from archlab.cache.sliding import SlidingKVCache
 from archlab.cache.quantized import quantized_kv_bytes, quantized_kv_cache
 from archlab.norm import rms_norm
+from archlab.packing import PackedMixin
 
 if TYPE_CHECKING:
     from archlab.attention.config import AttentionConfig
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 
 @ATTENTION.register("softmax")
-class SoftmaxAttention(nn.Module):
+class SoftmaxAttention(PackedMixin, nn.Module):
     def __init__(self, cfg: "ModelConfig", layer_idx: int, position: "PositionEncoding"):
         super().__init__()
         a = cfg.attention
@@ -59,7 +60,7 @@ class SoftmaxAttention(nn.Module):
         """``mask`` [B, T] (True = real token) marks a left-padded batch; the pads' negative
         positions (and the cache's) already say which keys to hide."""
         B, T, _ = x.shape
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q, k, v = self._project(x)  # one matmul once packed (decoding), else three
         off = self.cfg.qk_norm_unit_offset
         if self.cfg.qk_norm == "full":
             q, k = rms_norm(q, self.q_norm, self.norm_eps, off), rms_norm(k, self.k_norm, self.norm_eps, off)
@@ -85,6 +86,9 @@ class SoftmaxAttention(nn.Module):
         if self.g_proj is not None:
             o = o * torch.sigmoid(self.g_proj(x)).view(B, T, self.H, -1)  # gate [B, T, H, D or 1]
         return self.o_proj(o.reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
+
+    def _packed_layers(self) -> list[nn.Linear]:
+        return [self.q_proj, self.k_proj, self.v_proj]
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype, device=None) -> KVCache | SlidingKVCache:
         """A ring buffer of window (+ sink) slots for windowed layers, else a full cache."""

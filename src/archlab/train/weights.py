@@ -58,11 +58,16 @@ def canonical_state(state: dict[str, torch.Tensor], aliases: dict[str, str] | No
     return kept, found
 
 
+def _own_storage(t: torch.Tensor) -> torch.Tensor:
+    """safetensors refuses tensors that share memory: a view (e.g. of packed projections) is copied."""
+    return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()
+
+
 def save_weights(state: dict[str, torch.Tensor], path: str | os.PathLike, aliases: dict[str, str] | None = None) -> None:
     """Write a (full, unsharded) state dict to ``path`` as safetensors, shared tensors once."""
     st = _safetensors()
     kept, _ = canonical_state(state, aliases)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in kept.items()}
+    tensors = {k: _own_storage(v.detach().to("cpu").contiguous()) for k, v in kept.items()}
     st.save_file(tensors, str(path), metadata={"format": "pt", "writer": "archlab.train"})
 
 
