@@ -23,7 +23,7 @@ SPEC = {
     "comparisons": [
         {"name": "kv", "title": "MHA vs MQA", "question": "Does sharing one key/value head hurt?",
          "budget": {"match": "params"},
-         "variants": [{"name": "mha"}, {"name": "mqa", "set": {"attention.kv_heads": 1}},
+         "variants": [{"name": "mha"}, {"name": "mqa", "set": {"attention.kv_heads": 1}, "note": "one key/value head"},
                       {"name": "bad", "set": {"attention.kind": "nonesuch"}}]},
         {"name": "norm", "title": "pre vs post", "evals": ["ppl"],
          "variants": [{"name": "pre"}, {"name": "post", "set": {"norm.placement": "post"}}]},

@@ -46,7 +46,11 @@ def test_text_and_markdown_tables_mark_the_best(fake_db):
         assert md.splitlines()[0].startswith("| variant | params (total)")
         assert f"**{fmt_stat('ppl', kv.variants[0].stats['ppl'])}**" in md
         assert any("nonesuch" in n for n in notes(kv))
-        assert "== MHA vs MQA ==" in summary_text(res)
+        summary = summary_text(res)
+        assert "== MHA vs MQA ==" in summary
+        # the terminal keeps what went wrong and leaves the spec's remarks to the report pages
+        assert "mqa: one key/value head" in notes(kv) and "one key/value head" not in summary
+        assert "note: bad: skipped" in summary and "note: post: run failed" in summary
     finally:
         res.close()
 

@@ -65,12 +65,14 @@ class ReportPaths:
 
 
 def summary_text(res: SweepResults) -> str:
-    """The terminal tables: one per comparison, short columns, '*' marks the best of a column."""
+    """The terminal tables: one per comparison, short columns, '*' marks the best of a column; under
+    each, only what went wrong (skipped, failed, unfinished, budget off) -- the spec's remarks on
+    the variants are in the HTML and Markdown report."""
     out = []
     for comp in res.comparisons:
         out.append(f"== {comp.title} ==")
         out.append(text_table(comp))
-        for n in notes(comp):
+        for n in notes(comp, remarks=False):
             out.append(f"  note: {n}")
         out.append("")
     out.append("(mean ± spread over seeds; * best of the column; cache @32k = bf16 bytes of one 32k-token request; "

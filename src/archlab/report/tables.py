@@ -139,8 +139,9 @@ def html_table(comp: ComparisonResult) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
-def notes(comp: ComparisonResult) -> list[str]:
-    """Lines under a table: skipped variants and why, failed runs, budget matches off tolerance."""
+def notes(comp: ComparisonResult, *, remarks: bool = True) -> list[str]:
+    """Lines under a table: skipped variants and why, failed runs, budget matches off tolerance,
+    and (``remarks``) each variant's note from the spec."""
     out = []
     for v in comp.variants:
         if v.status == "skipped":
@@ -153,6 +154,6 @@ def notes(comp: ComparisonResult) -> list[str]:
         if b and b.get("match") not in (None, "none") and b.get("rel_error") is not None and not b.get("within_tolerance", True):
             out.append(f"{v.name}: {b['match']} matched only to {100 * b['rel_error']:+.1f}% of the reference "
                        f"(adjusting {b['adjust']})")
-        if v.note:
+        if v.note and remarks:
             out.append(f"{v.name}: {v.note}")
     return out
