@@ -60,8 +60,8 @@ def layer_kinds(cfg: ModelConfig, family: str, accepted: Mapping[tuple[str, str]
         kind = (spec.mixer, spec.ffn)
         if kind not in accepted:
             raise Unsupported(
-                f"plan: layer {i} is mixer={spec.mixer!r}, ffn={spec.ffn!r}; transformers' {family} has "
-                + ", ".join(accepted.values()) + " layers"
+                f"plan: layer {i} is mixer={spec.mixer!r}, ffn={spec.ffn!r}; transformers' {family} has only "
+                + ", ".join(f"({words})" for words in accepted.values()) + " layers"
             )
         if spec.tie is not None:
             raise Unsupported(f"plan: layer {i} shares its block's weights (tie={spec.tie!r}); transformers' {family} "
