@@ -12,6 +12,7 @@ Shapes: B batch, H heads, T time, N chunks, C chunk size, Dk key dim, Dv value d
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -19,12 +20,30 @@ from torch import Tensor
 from . import triton_kernels as kern
 from .common import TRITON_CHUNK_SIZES as CHUNK_SIZES
 SUB_CHUNK = 16  # rows of the exact (key-by-key) intra-chunk blocks of GLA
-MAX_TILE = 64  # Dk and Dv tile: a [64, 64] float32 state per program fits the registers
 
 
-def _tile(d: int) -> int:
-    """Power-of-two tile >= 16 (tl.dot's minimum), at most MAX_TILE."""
-    return min(MAX_TILE, max(16, 1 << (d - 1).bit_length()))
+def _tile(d: int, most: int) -> int:
+    """Power-of-two tile >= 16 (tl.dot's minimum), at most ``most``."""
+    return min(most, max(16, 1 << (d - 1).bit_length()))
+
+
+class Tiles(NamedTuple):
+    """Launch shape. Chosen from sm_90 compiles (ptxas -v) at D=128, C=64 for no register spills:
+    the sequential state kernels hold a [64, 32] float32 state with 4 warps (2 programs per SM);
+    the parallel kernels hold [C, 64] float32 tiles with 8 warps; 2 pipeline stages."""
+    BK: int
+    BV: int
+    BVS: int  # Dv tile of the sequential state kernels
+    NK: int
+    NV: int
+    NVS: int
+    warps: int
+    stages: int = 2
+
+
+def tiles(Dk: int, Dv: int, C: int) -> Tiles:
+    BK, BV, BVS = _tile(Dk, 64), _tile(Dv, 64), _tile(Dv, 32)
+    return Tiles(BK, BV, BVS, -(-Dk // BK), -(-Dv // BV), -(-Dv // BVS), 4 if C <= 32 else 8)
 
 
 def check_triton_inputs(chunk_size: int, *xs: Tensor | None) -> None:
@@ -54,21 +73,20 @@ class ChunkTriton(torch.autograd.Function):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         use_g = g is not None
         b = _chunk_cumsum(g, C) if use_g else q  # [B, H, N*C, Dk] float32 (unused without gates)
-        BK, BV = _tile(Dk), _tile(Dv)
-        NK, NV = -(-Dk // BK), -(-Dv // BV)
         BH = B * H
         prec = "ieee" if q.dtype == torch.float32 else "tf32"  # no tf32 rounding for float32 inputs
-        ctx.warps = 4 if C <= 64 else 8  # [C, C] and [C, 64] float32 tiles per program
+        t = tiles(Dk, Dv, C)
+        seq, par = dict(num_warps=4, num_stages=t.stages), dict(num_warps=t.warps, num_stages=t.stages)
         hs = q.new_empty(B, H, N, Dk, Dv)
         s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
-        kern._states_fwd[(NK, NV, BH)](
-            k, v, b, s0 if s0 is not None else s_final, hs, s_final, T, N, Dk, Dv, C, BK, BV,
-            use_g, s0 is not None, prec, num_warps=ctx.warps)
+        kern._states_fwd[(t.NK, t.NVS, BH)](
+            k, v, b, s0 if s0 is not None else s_final, hs, s_final, T, N, Dk, Dv, C, t.BK, t.BVS,
+            use_g, s0 is not None, prec, **seq)
         BC = SUB_CHUNK if use_g else C
         A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
-        kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, BK, use_g, prec, num_warps=ctx.warps)
+        kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, t.BK, use_g, prec, **par)
         o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
-        kern._output_fwd[(NV, N, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=ctx.warps)
+        kern._output_fwd[(t.NV, N, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **par)
         ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A)
         ctx.cfg = (scale, C, use_g, prec, g.dtype if use_g else None)
         ctx.set_materialize_grads(False)
@@ -81,33 +99,33 @@ class ChunkTriton(torch.autograd.Function):
         B, H, T, Dk = q.shape
         Dv = v.shape[-1]
         N = -(-T // C)
-        BK, BV = _tile(Dk), _tile(Dv)
-        NK, NV = -(-Dk // BK), -(-Dv // BV)
         BH = B * H
+        t = tiles(Dk, Dv, C)
+        seq, par = dict(num_warps=4, num_stages=t.stages), dict(num_warps=t.warps, num_stages=t.stages)
         b = q if b is None else b
         do = torch.zeros_like(v) if do is None else do.contiguous()
         d_final = None if d_final is None else d_final.float().contiguous()
         dhs = torch.empty_like(hs)
         want_ds0 = s0 is not None and ctx.needs_input_grad[4]
         ds0 = torch.empty_like(s0) if want_ds0 else None
-        kern._states_bwd[(NK, NV, BH)](
+        kern._states_bwd[(t.NK, t.NVS, BH)](
             q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
-            Dk, Dv, C, BK, BV, use_g, d_final is not None, want_ds0, prec, num_warps=ctx.warps)
+            Dk, Dv, C, t.BK, t.BVS, use_g, d_final is not None, want_ds0, prec, **seq)
         dA = torch.empty_like(A)
-        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, BV, prec, num_warps=ctx.warps)
+        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **par)
         dv = torch.empty_like(v)
-        kern._dv_bwd[(NV, N, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=ctx.warps)
+        kern._dv_bwd[(t.NV, N, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **par)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
         dq_intra = dk_intra = dg = None
         if use_g:
             dq_intra = q.new_empty(B, H, N * C, Dk, dtype=torch.float32)
             dk_intra = torch.empty_like(dq_intra)
             dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)
-            kern._intra_dqk_gated[(NK, N * (C // SUB_CHUNK), BH)](
-                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, BK, prec, num_warps=ctx.warps)
-        kern._dqkg_bwd[(NK, N, BH)](
+            kern._intra_dqk_gated[(t.NK, N * (C // SUB_CHUNK), BH)](
+                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **par)
+        kern._dqkg_bwd[(t.NK, N, BH)](
             q, k, v, b, hs, dhs, do, dA, *(x if x is not None else dA for x in (dq_intra, dk_intra)), dq, dk,
-            dg if use_g else dq, scale, T, N, Dk, Dv, C, BK, BV, use_g, prec, num_warps=ctx.warps)
+            dg if use_g else dq, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **par)
         return dq, dk, dv, None if dg is None else dg.to(g_dtype), ds0, None, None, None
 
 

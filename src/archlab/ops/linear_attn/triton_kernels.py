@@ -33,23 +33,33 @@ import triton.language as tl
 
 
 @triton.jit
-def _tile(ptr, rows, cols, n_rows, n_cols, stride):
-    """Load ptr[rows, cols] of a row-major [n_rows, stride] matrix; out-of-range entries are 0."""
-    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0)
+def _tile(ptr, r0, c0, n_rows, n_cols, stride, BR: tl.constexpr, BCOL: tl.constexpr):
+    """The [BR, BCOL] block at (r0, c0) of a row-major [n_rows, n_cols] matrix; entries out of
+    range are 0. Block pointers keep the addresses compact (no per-element 64-bit pointers)."""
+    blk = tl.make_block_ptr(ptr, (n_rows, n_cols), (stride, 1), (r0, c0), (BR, BCOL), (1, 0))
+    return tl.load(blk, boundary_check=(0, 1), padding_option="zero")
 
 
 @triton.jit
-def _put(ptr, x, rows, cols, n_rows, n_cols, stride):
-    mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
-    tl.store(ptr + rows[:, None] * stride + cols[None, :], x.to(ptr.dtype.element_ty), mask=mask)
+def _put(ptr, x, r0, c0, n_rows, n_cols, stride):
+    blk = tl.make_block_ptr(ptr, (n_rows, n_cols), (stride, 1), (r0, c0), x.shape, (1, 0))
+    tl.store(blk, x.to(ptr.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit
-def _causal_tile(a_ptr, rows, cols, T, C: tl.constexpr):
-    """A[rows, cols] of a [N*C, C] matrix, zero where the key column is after the query row."""
-    mask = ((rows[:, None] % C) >= cols[None, :]) & (rows[:, None] < T)
-    return tl.load(a_ptr + rows[:, None] * C + cols[None, :], mask=mask, other=0.0)
+def _row(ptr, row, c0, n_rows, n_cols, BCOL: tl.constexpr):
+    """Columns c0 .. c0+BCOL of row ``row`` of a row-major [n_rows, n_cols] matrix (0 out of range)."""
+    cols = c0 + tl.arange(0, BCOL)
+    return tl.load(ptr + row * n_cols + cols, mask=(cols < n_cols) & (row < n_rows), other=0.0)
+
+
+@triton.jit
+def _causal_tile(a_ptr, t0, n_rows, T, C: tl.constexpr):
+    """Rows t0 .. t0+C of a [n_rows, C] matrix (one chunk of A or dA), zero where the key column
+    is after the query row and on rows >= T."""
+    a = _tile(a_ptr, t0, 0, n_rows, C, C, C, C)
+    rc = tl.arange(0, C)
+    return tl.where((rc[:, None] >= rc[None, :]) & (t0 + rc[:, None] < T), a, 0.0)
 
 
 @triton.jit
@@ -57,25 +67,22 @@ def _states_fwd(k, v, b, s0, hs, s_final, T, N, DK: tl.constexpr, DV: tl.constex
                 BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, HAS_S0: tl.constexpr,
                 PREC: tl.constexpr):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    rk = i_k * BK + tl.arange(0, BK)
-    rv = i_v * BV + tl.arange(0, BV)
-    rc = tl.arange(0, C)
+    k0, v0 = i_k * BK, i_v * BV
     k, v, b = k + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK
     hs = hs + i_bh * N * DK * DV
     h = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
-        h += _tile(s0 + i_bh * DK * DV, rk, rv, DK, DV, DV)
+        h += _tile(s0 + i_bh * DK * DV, k0, v0, DK, DV, DV, BK, BV)
     for n in range(N):
-        _put(hs + n * DK * DV, h, rk, rv, DK, DV, DV)
-        kk = _tile(k, n * C + rc, rk, T, DK, DK)  # [C, BK]
-        vv = _tile(v, n * C + rc, rv, T, DV, DV)  # [C, BV]
+        _put(hs + n * DK * DV, h, k0, v0, DK, DV, DV)
+        kk = _tile(k, n * C, k0, T, DK, DK, C, BK)  # [C, BK]
+        vv = _tile(v, n * C, v0, T, DV, DV, C, BV)  # [C, BV]
         if USE_G:
-            bb = _tile(b, n * C + rc, rk, N * C, DK, DK)  # [C, BK]
-            b_last = tl.load(b + (n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)  # [BK]
-            kk = (kk * tl.exp(b_last[None, :] - bb)).to(vv.dtype)
+            b_last = _row(b, n * C + C - 1, k0, N * C, DK, BK)  # [BK]
+            kk = (kk * tl.exp(b_last[None, :] - _tile(b, n * C, k0, N * C, DK, DK, C, BK))).to(vv.dtype)
             h = h * tl.exp(b_last)[:, None]
         h += tl.dot(tl.trans(kk), vv, input_precision=PREC)
-    _put(s_final + i_bh * DK * DV, h, rk, rv, DK, DV, DV)
+    _put(s_final + i_bh * DK * DV, h, k0, v0, DK, DV, DV)
 
 
 @triton.jit
@@ -84,39 +91,36 @@ def _intra_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: t
     """A for the BC query rows of sub-chunk p against every earlier-or-same key of the chunk."""
     i_p, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     q, k, b, A = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
+    DT = k.dtype.element_ty
     row0 = i_n * C + i_p * BC
-    ri = row0 + tl.arange(0, BC)
     rc = tl.arange(0, BC)
     for jb in range(0, i_p):  # earlier sub-chunks: one matmul through the boundary row r = row0
         acc = tl.zeros([BC, BC], dtype=tl.float32)
-        rj = i_n * C + jb * BC + rc
+        col0 = i_n * C + jb * BC
         for i_k in range(0, tl.cdiv(DK, BK)):
-            rk = i_k * BK + tl.arange(0, BK)
-            qq = _tile(q, ri, rk, T, DK, DK)
-            kk = _tile(k, rj, rk, T, DK, DK)
+            qq = _tile(q, row0, i_k * BK, T, DK, DK, BC, BK)
+            kk = _tile(k, col0, i_k * BK, T, DK, DK, BC, BK)
             if USE_G:
-                r = tl.load(b + row0 * DK + rk, mask=rk < DK, other=0.0)
-                qq = (qq * tl.exp(_tile(b, ri, rk, N * C, DK, DK) - r[None, :])).to(k.dtype.element_ty)
-                kk = (kk * tl.exp(r[None, :] - _tile(b, rj, rk, N * C, DK, DK))).to(k.dtype.element_ty)
+                r = _row(b, row0, i_k * BK, N * C, DK, BK)
+                qq = (qq * tl.exp(_tile(b, row0, i_k * BK, N * C, DK, DK, BC, BK) - r[None, :])).to(DT)
+                kk = (kk * tl.exp(r[None, :] - _tile(b, col0, i_k * BK, N * C, DK, DK, BC, BK))).to(DT)
             acc += tl.dot(qq, tl.trans(kk), input_precision=PREC)
-        _put(A, acc * scale, ri, jb * BC + rc, N * C, C, C)
+        _put(A, acc * scale, row0, jb * BC, N * C, C, C)
     acc = tl.zeros([BC, BC], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(DK, BK)):
-        rk = i_k * BK + tl.arange(0, BK)
-        qq = _tile(q, ri, rk, T, DK, DK)
+        qq = _tile(q, row0, i_k * BK, T, DK, DK, BC, BK)
         if USE_G:  # inside the sub-chunk: key by key, exact
-            bq = _tile(b, ri, rk, N * C, DK, DK)
+            bq = _tile(b, row0, i_k * BK, N * C, DK, DK, BC, BK)
             qq = qq.to(tl.float32)
             for j in range(0, BC):
-                kj = tl.load(k + (row0 + j) * DK + rk, mask=(rk < DK) & (row0 + j < T), other=0.0).to(tl.float32)
-                bj = tl.load(b + (row0 + j) * DK + rk, mask=rk < DK, other=0.0)
-                expo = tl.where(rc[:, None] >= j, bq - bj[None, :], float("-inf"))
+                kj = _row(k, row0 + j, i_k * BK, T, DK, BK).to(tl.float32)
+                expo = tl.where(rc[:, None] >= j, bq - _row(b, row0 + j, i_k * BK, N * C, DK, BK)[None, :], float("-inf"))
                 col = tl.sum(qq * kj[None, :] * tl.exp(expo), axis=1)  # [BC]
                 acc += tl.where(rc[None, :] == j, col[:, None], 0.0)
         else:
-            kk = _tile(k, ri, rk, T, DK, DK)
+            kk = _tile(k, row0, i_k * BK, T, DK, DK, BC, BK)
             acc += tl.dot(qq, tl.trans(kk), input_precision=PREC)
-    _put(A, acc * scale, ri, i_p * BC + rc, N * C, C, C)
+    _put(A, acc * scale, row0, i_p * BC, N * C, C, C)
 
 
 @triton.jit
@@ -125,19 +129,17 @@ def _output_fwd(q, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constex
     i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     q, v, b, o = q + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK, o + i_bh * T * DV
     hs, A = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C
-    rt = i_n * C + tl.arange(0, C)
-    rv = i_v * BV + tl.arange(0, BV)
+    t0, v0 = i_n * C, i_v * BV
     acc = tl.zeros([C, BV], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(DK, BK)):
-        rk = i_k * BK + tl.arange(0, BK)
-        qq = _tile(q, rt, rk, T, DK, DK)
+        qq = _tile(q, t0, i_k * BK, T, DK, DK, C, BK)
         if USE_G:
-            qq = (qq * tl.exp(_tile(b, rt, rk, N * C, DK, DK))).to(hs.dtype.element_ty)
-        acc += tl.dot(qq, _tile(hs, rk, rv, DK, DV, DV), input_precision=PREC)
-    vv = _tile(v, rt, rv, T, DV, DV)
-    aa = _causal_tile(A, rt, tl.arange(0, C), T, C).to(vv.dtype)
+            qq = (qq * tl.exp(_tile(b, t0, i_k * BK, N * C, DK, DK, C, BK))).to(hs.dtype.element_ty)
+        acc += tl.dot(qq, _tile(hs, i_k * BK, v0, DK, DV, DV, BK, BV), input_precision=PREC)
+    vv = _tile(v, t0, v0, T, DV, DV, C, BV)
+    aa = _causal_tile(A, t0, N * C, T, C).to(vv.dtype)
     acc = acc * scale + tl.dot(aa, vv, input_precision=PREC)
-    _put(o, acc, rt, rv, T, DV, DV)
+    _put(o, acc, t0, v0, T, DV, DV)
 
 
 @triton.jit
@@ -146,26 +148,24 @@ def _states_bwd(q, do, b, d_final, dhs, ds0, scale, T, N, DK: tl.constexpr, DV: 
                 HAS_DFINAL: tl.constexpr, STORE_DS0: tl.constexpr, PREC: tl.constexpr):
     """dhs[n] = gradient of the state leaving chunk n; ds0 = gradient of the initial state."""
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    rk = i_k * BK + tl.arange(0, BK)
-    rv = i_v * BV + tl.arange(0, BV)
-    rc = tl.arange(0, C)
+    k0, v0 = i_k * BK, i_v * BV
     q, do, b = q + i_bh * T * DK, do + i_bh * T * DV, b + i_bh * N * C * DK
     dhs = dhs + i_bh * N * DK * DV
     dh = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DFINAL:
-        dh += _tile(d_final + i_bh * DK * DV, rk, rv, DK, DV, DV)
+        dh += _tile(d_final + i_bh * DK * DV, k0, v0, DK, DV, DV, BK, BV)
     for i in range(0, N):
         n = N - 1 - i
-        _put(dhs + n * DK * DV, dh, rk, rv, DK, DV, DV)
-        qq = _tile(q, n * C + rc, rk, T, DK, DK)  # [C, BK]
-        dd = _tile(do, n * C + rc, rv, T, DV, DV).to(q.dtype.element_ty)  # [C, BV]
+        _put(dhs + n * DK * DV, dh, k0, v0, DK, DV, DV)
+        qq = _tile(q, n * C, k0, T, DK, DK, C, BK)  # [C, BK]
+        dd = _tile(do, n * C, v0, T, DV, DV, C, BV).to(q.dtype.element_ty)  # [C, BV]
         if USE_G:
-            b_last = tl.load(b + (n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)
-            qq = (qq * tl.exp(_tile(b, n * C + rc, rk, N * C, DK, DK))).to(q.dtype.element_ty)
+            b_last = _row(b, n * C + C - 1, k0, N * C, DK, BK)
+            qq = (qq * tl.exp(_tile(b, n * C, k0, N * C, DK, DK, C, BK))).to(q.dtype.element_ty)
             dh = dh * tl.exp(b_last)[:, None]
         dh += tl.dot(tl.trans(qq), dd, input_precision=PREC) * scale
     if STORE_DS0:
-        _put(ds0 + i_bh * DK * DV, dh, rk, rv, DK, DV, DV)
+        _put(ds0 + i_bh * DK * DV, dh, k0, v0, DK, DV, DV)
 
 
 @triton.jit
@@ -173,13 +173,12 @@ def _intra_dA(do, v, dA, T, N, DV: tl.constexpr, C: tl.constexpr, BV: tl.constex
     """dA = dO V^T inside each chunk (the upper triangle is never read)."""
     i_n, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
     do, v, dA = do + i_bh * T * DV, v + i_bh * T * DV, dA + i_bh * N * C * C
-    rt = i_n * C + tl.arange(0, C)
+    t0 = i_n * C
     acc = tl.zeros([C, C], dtype=tl.float32)
     for i_v in range(0, tl.cdiv(DV, BV)):
-        rv = i_v * BV + tl.arange(0, BV)
-        vv = _tile(v, rt, rv, T, DV, DV)
-        acc += tl.dot(_tile(do, rt, rv, T, DV, DV).to(vv.dtype), tl.trans(vv), input_precision=PREC)
-    _put(dA, acc, rt, tl.arange(0, C), N * C, C, C)
+        vv = _tile(v, t0, i_v * BV, T, DV, DV, C, BV)
+        acc += tl.dot(_tile(do, t0, i_v * BV, T, DV, DV, C, BV).to(vv.dtype), tl.trans(vv), input_precision=PREC)
+    _put(dA, acc, t0, 0, N * C, C, C)
 
 
 @triton.jit
@@ -189,19 +188,17 @@ def _dv_bwd(k, v, b, A, do, dhs, dv, T, N, DK: tl.constexpr, DV: tl.constexpr, C
     k, b, A = k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
     do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
     dhs = dhs + (i_bh * N + i_n) * DK * DV
-    rt = i_n * C + tl.arange(0, C)
-    rv = i_v * BV + tl.arange(0, BV)
-    dd = _tile(do, rt, rv, T, DV, DV).to(v.dtype.element_ty)
-    aa = _causal_tile(A, rt, tl.arange(0, C), T, C).to(v.dtype.element_ty)
+    t0, v0 = i_n * C, i_v * BV
+    dd = _tile(do, t0, v0, T, DV, DV, C, BV).to(v.dtype.element_ty)
+    aa = _causal_tile(A, t0, N * C, T, C).to(v.dtype.element_ty)
     acc = tl.dot(tl.trans(aa), dd, input_precision=PREC)
     for i_k in range(0, tl.cdiv(DK, BK)):
-        rk = i_k * BK + tl.arange(0, BK)
-        kk = _tile(k, rt, rk, T, DK, DK)
+        kk = _tile(k, t0, i_k * BK, T, DK, DK, C, BK)
         if USE_G:
-            b_last = tl.load(b + (i_n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)
-            kk = (kk * tl.exp(b_last[None, :] - _tile(b, rt, rk, N * C, DK, DK))).to(v.dtype.element_ty)
-        acc += tl.dot(kk, _tile(dhs, rk, rv, DK, DV, DV), input_precision=PREC)
-    _put(dv, acc, rt, rv, T, DV, DV)
+            b_last = _row(b, t0 + C - 1, i_k * BK, N * C, DK, BK)
+            kk = (kk * tl.exp(b_last[None, :] - _tile(b, t0, i_k * BK, N * C, DK, DK, C, BK))).to(v.dtype.element_ty)
+        acc += tl.dot(kk, _tile(dhs, i_k * BK, v0, DK, DV, DV, BK, BV), input_precision=PREC)
+    _put(dv, acc, t0, v0, T, DV, DV)
 
 
 @triton.jit
@@ -215,41 +212,38 @@ def _intra_dqk_gated(q, k, b, dA, dq, dk, scale, T, N, DK: tl.constexpr, C: tl.c
     q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
     dA, dq, dk = dA + i_bh * N * C * C, dq + i_bh * N * C * DK, dk + i_bh * N * C * DK
     DT = k.dtype.element_ty
-    rk = i_k * BK + tl.arange(0, BK)
+    k0 = i_k * BK
     rc = tl.arange(0, BC)
     row0 = i_n * C + i_p * BC
-    ri = row0 + rc
-    bi = _tile(b, ri, rk, N * C, DK, DK)  # [BC, BK]
+    bi = _tile(b, row0, k0, N * C, DK, DK, BC, BK)  # [BC, BK]
     # dQ_i = scale sum_{j <= i} dA_ij k_j e^(b_i - b_j): earlier sub-chunks through r = b[row0]
-    r = tl.load(b + row0 * DK + rk, mask=rk < DK, other=0.0)
+    r = _row(b, row0, k0, N * C, DK, BK)
     acc = tl.zeros([BC, BK], dtype=tl.float32)
     for jb in range(0, i_p):
-        rj = i_n * C + jb * BC + rc
-        kk = (_tile(k, rj, rk, T, DK, DK) * tl.exp(r[None, :] - _tile(b, rj, rk, N * C, DK, DK))).to(DT)
-        acc += tl.dot(_tile(dA, ri, jb * BC + rc, N * C, C, C).to(DT), kk, input_precision=PREC)
+        col0 = i_n * C + jb * BC
+        kk = (_tile(k, col0, k0, T, DK, DK, BC, BK) * tl.exp(r[None, :] - _tile(b, col0, k0, N * C, DK, DK, BC, BK))).to(DT)
+        acc += tl.dot(_tile(dA, row0, jb * BC, N * C, C, C, BC, BC).to(DT), kk, input_precision=PREC)
     acc = acc * tl.exp(bi - r[None, :])
     for j in range(0, BC):
-        da = tl.load(dA + ri * C + i_p * BC + j)  # [BC] column j of the diagonal block
-        kj = tl.load(k + (row0 + j) * DK + rk, mask=(rk < DK) & (row0 + j < T), other=0.0).to(tl.float32)
-        bj = tl.load(b + (row0 + j) * DK + rk, mask=rk < DK, other=0.0)
-        expo = tl.where(rc[:, None] >= j, bi - bj[None, :], float("-inf"))
+        da = tl.load(dA + (row0 + rc) * C + i_p * BC + j)  # [BC] column j of the diagonal block
+        kj = _row(k, row0 + j, k0, T, DK, BK).to(tl.float32)
+        expo = tl.where(rc[:, None] >= j, bi - _row(b, row0 + j, k0, N * C, DK, BK)[None, :], float("-inf"))
         acc += da[:, None] * kj[None, :] * tl.exp(expo)
-    _put(dq, acc * scale, ri, rk, N * C, DK, DK)
+    _put(dq, acc * scale, row0, k0, N * C, DK, DK)
     # dK_j = scale sum_{i >= j} dA_ij q_i e^(b_i - b_j): later sub-chunks through r = b[last row of p]
-    r = tl.load(b + (row0 + BC - 1) * DK + rk, mask=rk < DK, other=0.0)
+    r = _row(b, row0 + BC - 1, k0, N * C, DK, BK)
     acc = tl.zeros([BC, BK], dtype=tl.float32)
     for ib in range(i_p + 1, P):
-        rr = i_n * C + ib * BC + rc
-        qq = (_tile(q, rr, rk, T, DK, DK) * tl.exp(_tile(b, rr, rk, N * C, DK, DK) - r[None, :])).to(DT)
-        acc += tl.dot(tl.trans(_tile(dA, rr, i_p * BC + rc, N * C, C, C).to(DT)), qq, input_precision=PREC)
+        r0 = i_n * C + ib * BC
+        qq = (_tile(q, r0, k0, T, DK, DK, BC, BK) * tl.exp(_tile(b, r0, k0, N * C, DK, DK, BC, BK) - r[None, :])).to(DT)
+        acc += tl.dot(tl.trans(_tile(dA, r0, i_p * BC, N * C, C, C, BC, BC).to(DT)), qq, input_precision=PREC)
     acc = acc * tl.exp(r[None, :] - bi)
     for i in range(0, BC):
         da = tl.load(dA + (row0 + i) * C + i_p * BC + rc)  # [BC] row i of the diagonal block
-        qi = tl.load(q + (row0 + i) * DK + rk, mask=(rk < DK) & (row0 + i < T), other=0.0).to(tl.float32)
-        b_i = tl.load(b + (row0 + i) * DK + rk, mask=rk < DK, other=0.0)
-        expo = tl.where(rc[:, None] <= i, b_i[None, :] - bi, float("-inf"))
+        qi = _row(q, row0 + i, k0, T, DK, BK).to(tl.float32)
+        expo = tl.where(rc[:, None] <= i, _row(b, row0 + i, k0, N * C, DK, BK)[None, :] - bi, float("-inf"))
         acc += da[:, None] * qi[None, :] * tl.exp(expo)
-    _put(dk, acc * scale, ri, rk, N * C, DK, DK)
+    _put(dk, acc * scale, row0, k0, N * C, DK, DK)
 
 
 @triton.jit
@@ -265,34 +259,33 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dA, dq_intra, dk_intra, dq, dk, dg, scale
     hs, dhs = hs + (i_bh * N + i_n) * DK * DV, dhs + (i_bh * N + i_n) * DK * DV
     dq, dk, dg = dq + i_bh * T * DK, dk + i_bh * T * DK, dg + i_bh * T * DK
     DT = k.dtype.element_ty
-    rt = i_n * C + tl.arange(0, C)
-    rk = i_k * BK + tl.arange(0, BK)
+    t0, k0 = i_n * C, i_k * BK
     dq_acc = tl.zeros([C, BK], dtype=tl.float32)
     dk_acc = tl.zeros([C, BK], dtype=tl.float32)
     hdh = tl.zeros([BK], dtype=tl.float32)
     for i_v in range(0, tl.cdiv(DV, BV)):
-        rv = i_v * BV + tl.arange(0, BV)
-        hh = _tile(hs, rk, rv, DK, DV, DV)  # [BK, BV]
-        dh = _tile(dhs, rk, rv, DK, DV, DV)
-        dq_acc += tl.dot(_tile(do, rt, rv, T, DV, DV).to(hh.dtype), tl.trans(hh), input_precision=PREC)
-        dk_acc += tl.dot(_tile(v, rt, rv, T, DV, DV).to(dh.dtype), tl.trans(dh), input_precision=PREC)
+        hh = _tile(hs, k0, i_v * BV, DK, DV, DV, BK, BV)  # [BK, BV]
+        dh = _tile(dhs, k0, i_v * BV, DK, DV, DV, BK, BV)
+        dd = _tile(do, t0, i_v * BV, T, DV, DV, C, BV).to(hh.dtype)
+        dq_acc += tl.dot(dd, tl.trans(hh), input_precision=PREC)
+        dk_acc += tl.dot(_tile(v, t0, i_v * BV, T, DV, DV, C, BV).to(dh.dtype), tl.trans(dh), input_precision=PREC)
         if USE_G:
             hdh += tl.sum(hh.to(tl.float32) * dh.to(tl.float32), axis=1)
-    qq = _tile(q, rt, rk, T, DK, DK)
-    kk = _tile(k, rt, rk, T, DK, DK)
+    qq = _tile(q, t0, k0, T, DK, DK, C, BK)
+    kk = _tile(k, t0, k0, T, DK, DK, C, BK)
     if USE_G:
-        bb = _tile(b, rt, rk, N * C, DK, DK)
-        b_last = tl.load(b + (i_n * C + C - 1) * DK + rk, mask=rk < DK, other=0.0)
-        dq_acc = dq_acc * tl.exp(bb) * scale + _tile(dq_intra + i_bh * N * C * DK, rt, rk, N * C, DK, DK)
+        bb = _tile(b, t0, k0, N * C, DK, DK, C, BK)
+        b_last = _row(b, t0 + C - 1, k0, N * C, DK, BK)
+        dq_acc = dq_acc * tl.exp(bb) * scale + _tile(dq_intra + i_bh * N * C * DK, t0, k0, N * C, DK, DK, C, BK)
         dk_inter = dk_acc * tl.exp(b_last[None, :] - bb)
-        dk_acc = dk_inter + _tile(dk_intra + i_bh * N * C * DK, rt, rk, N * C, DK, DK)
+        dk_acc = dk_inter + _tile(dk_intra + i_bh * N * C * DK, t0, k0, N * C, DK, DK, C, BK)
         kf = kk.to(tl.float32)
         db = qq.to(tl.float32) * dq_acc - kf * dk_acc
         tail = tl.sum(kf * dk_inter, axis=0) + tl.exp(b_last) * hdh  # d b_L, shared by every step
-        _put(dg, tl.cumsum(db, 0, reverse=True) + tail[None, :], rt, rk, T, DK, DK)
+        _put(dg, tl.cumsum(db, 0, reverse=True) + tail[None, :], t0, k0, T, DK, DK)
     else:
-        da = _causal_tile(dA + i_bh * N * C * C, rt, tl.arange(0, C), T, C).to(DT)
+        da = _causal_tile(dA + i_bh * N * C * C, t0, N * C, T, C).to(DT)
         dq_acc = (dq_acc + tl.dot(da, kk, input_precision=PREC)) * scale
         dk_acc += tl.dot(tl.trans(da), qq, input_precision=PREC) * scale
-    _put(dq, dq_acc, rt, rk, T, DK, DK)
-    _put(dk, dk_acc, rt, rk, T, DK, DK)
+    _put(dq, dq_acc, t0, k0, T, DK, DK)
+    _put(dk, dk_acc, t0, k0, T, DK, DK)
