@@ -79,9 +79,9 @@ class ChunkTriton(torch.autograd.Function):
         seq, par = dict(num_warps=4, num_stages=t.stages), dict(num_warps=t.warps, num_stages=t.stages)
         hs = q.new_empty(B, H, N, Dk, Dv)
         s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
-        kern._states_fwd[(t.NK, t.NVS, BH)](
-            k, v, b, s0 if s0 is not None else s_final, hs, s_final, T, N, Dk, Dv, C, t.BK, t.BVS,
-            use_g, s0 is not None, prec, **seq)
+        kern._state_scan[(t.NK, t.NVS, BH)](
+            k, v, b, s0 if s0 is not None else s_final, hs, s_final, 1.0, T, N, Dk, Dv, C, t.BK, t.BVS,
+            False, use_g, s0 is not None, True, prec, **seq)
         BC = SUB_CHUNK if use_g else C
         A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
         kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, t.BK, use_g, prec, **par)
@@ -108,9 +108,9 @@ class ChunkTriton(torch.autograd.Function):
         dhs = torch.empty_like(hs)
         want_ds0 = s0 is not None and ctx.needs_input_grad[4]
         ds0 = torch.empty_like(s0) if want_ds0 else None
-        kern._states_bwd[(t.NK, t.NVS, BH)](
+        kern._state_scan[(t.NK, t.NVS, BH)](
             q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
-            Dk, Dv, C, t.BK, t.BVS, use_g, d_final is not None, want_ds0, prec, **seq)
+            Dk, Dv, C, t.BK, t.BVS, True, use_g, d_final is not None, want_ds0, prec, **seq)
         dA = torch.empty_like(A)
         kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **par)
         dv = torch.empty_like(v)

@@ -16,8 +16,9 @@ Every exponent is kept <= 0 for gates <= 0: the intra-chunk terms of GLA are spl
 sub-chunks of BC rows; a pair of sub-chunks factors through the boundary row between them and
 pairs inside one sub-chunk are summed key by key (the masked exponent is set to -inf before exp).
 
-The sequential kernels (_states_fwd, _states_bwd) walk the chunks of one (batch*head, Dk tile,
-Dv tile) keeping the running state in registers; every other kernel is parallel over chunks.
+The sequential kernel (_state_scan, forward and reverse) walks the chunks of one (batch*head,
+Dk tile, Dv tile) keeping the running state in registers; every other kernel is parallel over
+chunks.
 Matmul operands are in the input dtype, accumulation in float32; states h are stored in the
 input dtype, A, dA and b in float32. Time is not padded: rows >= T load as zeros (a zero key,
 value or gate leaves the state unchanged); b is allocated padded to N*C rows.
@@ -63,26 +64,36 @@ def _causal_tile(a_ptr, t0, n_rows, T, C: tl.constexpr):
 
 
 @triton.jit
-def _states_fwd(k, v, b, s0, hs, s_final, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, HAS_S0: tl.constexpr,
-                PREC: tl.constexpr):
+def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr, USE_G: tl.constexpr,
+                HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, PREC: tl.constexpr):
+    """The chunk-to-chunk recurrence, one [BK, BV] tile of the state in registers:
+    forward (x=K, y=V):          hs[n] = h_n,  h_{n+1} = e^(b_L) ⊙ h_n + (K ⊙ e^(b_L - b))^T V;
+    REVERSE (x=Q, y=dO, scale):  hs[n] = dh', dh_n = e^(b_L) ⊙ dh' + scale (Q ⊙ e^b)^T dO.
+    h0 starts the walk (initial state / gradient of the final state); h_last is its end."""
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     k0, v0 = i_k * BK, i_v * BV
-    k, v, b = k + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK
+    x, y, b = x + i_bh * T * DK, y + i_bh * T * DV, b + i_bh * N * C * DK
     hs = hs + i_bh * N * DK * DV
     h = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_S0:
-        h += _tile(s0 + i_bh * DK * DV, k0, v0, DK, DV, DV, BK, BV)
-    for n in range(N):
+    if HAS_H0:
+        h += _tile(h0 + i_bh * DK * DV, k0, v0, DK, DV, DV, BK, BV)
+    for i in range(0, N):
+        n = N - 1 - i if REVERSE else i
         _put(hs + n * DK * DV, h, k0, v0, DK, DV, DV)
-        kk = _tile(k, n * C, k0, T, DK, DK, C, BK)  # [C, BK]
-        vv = _tile(v, n * C, v0, T, DV, DV, C, BV)  # [C, BV]
+        xx = _tile(x, n * C, k0, T, DK, DK, C, BK)  # [C, BK]
+        yy = _tile(y, n * C, v0, T, DV, DV, C, BV).to(x.dtype.element_ty)  # [C, BV]
         if USE_G:
+            bb = _tile(b, n * C, k0, N * C, DK, DK, C, BK)
             b_last = _row(b, n * C + C - 1, k0, N * C, DK, BK)  # [BK]
-            kk = (kk * tl.exp(b_last[None, :] - _tile(b, n * C, k0, N * C, DK, DK, C, BK))).to(vv.dtype)
+            if REVERSE:
+                xx = (xx * tl.exp(bb)).to(x.dtype.element_ty)
+            else:
+                xx = (xx * tl.exp(b_last[None, :] - bb)).to(x.dtype.element_ty)
             h = h * tl.exp(b_last)[:, None]
-        h += tl.dot(tl.trans(kk), vv, input_precision=PREC)
-    _put(s_final + i_bh * DK * DV, h, k0, v0, DK, DV, DV)
+        h += tl.dot(tl.trans(xx), yy, input_precision=PREC) * scale
+    if STORE_LAST:
+        _put(h_last + i_bh * DK * DV, h, k0, v0, DK, DV, DV)
 
 
 @triton.jit
@@ -140,32 +151,6 @@ def _output_fwd(q, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constex
     aa = _causal_tile(A, t0, N * C, T, C).to(vv.dtype)
     acc = acc * scale + tl.dot(aa, vv, input_precision=PREC)
     _put(o, acc, t0, v0, T, DV, DV)
-
-
-@triton.jit
-def _states_bwd(q, do, b, d_final, dhs, ds0, scale, T, N, DK: tl.constexpr, DV: tl.constexpr,
-                C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
-                HAS_DFINAL: tl.constexpr, STORE_DS0: tl.constexpr, PREC: tl.constexpr):
-    """dhs[n] = gradient of the state leaving chunk n; ds0 = gradient of the initial state."""
-    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    k0, v0 = i_k * BK, i_v * BV
-    q, do, b = q + i_bh * T * DK, do + i_bh * T * DV, b + i_bh * N * C * DK
-    dhs = dhs + i_bh * N * DK * DV
-    dh = tl.zeros([BK, BV], dtype=tl.float32)
-    if HAS_DFINAL:
-        dh += _tile(d_final + i_bh * DK * DV, k0, v0, DK, DV, DV, BK, BV)
-    for i in range(0, N):
-        n = N - 1 - i
-        _put(dhs + n * DK * DV, dh, k0, v0, DK, DV, DV)
-        qq = _tile(q, n * C, k0, T, DK, DK, C, BK)  # [C, BK]
-        dd = _tile(do, n * C, v0, T, DV, DV, C, BV).to(q.dtype.element_ty)  # [C, BV]
-        if USE_G:
-            b_last = _row(b, n * C + C - 1, k0, N * C, DK, BK)
-            qq = (qq * tl.exp(_tile(b, n * C, k0, N * C, DK, DK, C, BK))).to(q.dtype.element_ty)
-            dh = dh * tl.exp(b_last)[:, None]
-        dh += tl.dot(tl.trans(qq), dd, input_precision=PREC) * scale
-    if STORE_DS0:
-        _put(ds0 + i_bh * DK * DV, dh, k0, v0, DK, DV, DV)
 
 
 @triton.jit
