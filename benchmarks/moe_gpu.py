@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     print(table)
     if args.out:
         with open(args.out, "w") as f:
-            f.write(table + "\n")
+            f.write("## MoE layer forward+backward, OLMoE shape\n\n" + table + "\n")
 
     if args.profile and dev.type == "cuda":
         from torch.profiler import ProfilerActivity, profile
