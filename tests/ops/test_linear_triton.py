@@ -79,7 +79,7 @@ def _gla(x, form, chunk_size=16):
 
 
 @interpreter
-@pytest.mark.parametrize("T,D,with_s0", [(37, 16, True), (64, 32, False), (130, 16, True)])
+@pytest.mark.parametrize("T,D,with_s0", [(37, 16, True), (64, 32, False), (130, 16, True), (40, 80, False)])
 def test_linear_attn_triton_interpreted(T, D, with_s0):
     x = _inputs(1, 2, T, D, D, "cpu", gated=False, bthd=T == 37)
     if not with_s0:
@@ -99,9 +99,10 @@ def test_linear_attn_triton_normalized_interpreted(with_s0):
 
 
 @interpreter
-@pytest.mark.parametrize("T,C,with_s0", [(37, 16, True), (37, 32, False), (64, 32, True)])
-def test_gla_triton_interpreted(T, C, with_s0):
-    x = _inputs(1, 2, T, 16, 16, "cpu", gated=True, bthd=C == 32)
+@pytest.mark.parametrize("T,C,D,with_s0", [(37, 16, 16, True), (37, 32, 16, False), (64, 32, 16, True), (40, 16, 80, True)])
+def test_gla_triton_interpreted(T, C, D, with_s0):
+    """D=80: two Dk/Dv tiles of 64, the second one partly masked."""
+    x = _inputs(1, 2, T, D, D, "cpu", gated=True, bthd=C == 32)
     if not with_s0:
         del x["s0"]
     _compare(lambda x, form: _gla(x, form, chunk_size=C), x, torch.float32, 1e-5)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from . import triton_kernels as kern
 from .common import TRITON_CHUNK_SIZES as CHUNK_SIZES
+
 SUB_CHUNK = 16  # rows of the exact (key-by-key) intra-chunk blocks of GLA
 
 
@@ -29,8 +30,9 @@ def _tile(d: int, most: int) -> int:
 
 class Tiles(NamedTuple):
     """Launch shape. Chosen from sm_90 compiles (ptxas -v) at D=128, C=64 for no register spills:
-    the sequential state kernels hold a [64, 32] float32 state with 4 warps (2 programs per SM);
-    the parallel kernels hold [C, 64] float32 tiles with 8 warps; 2 pipeline stages."""
+    the sequential state kernels hold a [64, 32] float32 state with 4 warps (2 programs per SM),
+    as do the sub-chunk kernels of GLA ([16, 64] tiles); the other parallel kernels hold [C, 64]
+    float32 tiles with 8 warps; 2 pipeline stages."""
     BK: int
     BV: int
     BVS: int  # Dv tile of the sequential state kernels
@@ -39,6 +41,14 @@ class Tiles(NamedTuple):
     NVS: int
     warps: int
     stages: int = 2
+
+    @property
+    def seq(self) -> dict[str, int]:
+        return {"num_warps": 4, "num_stages": self.stages}
+
+    @property
+    def par(self) -> dict[str, int]:
+        return {"num_warps": self.warps, "num_stages": self.stages}
 
 
 def tiles(Dk: int, Dv: int, C: int) -> Tiles:
@@ -76,17 +86,16 @@ class ChunkTriton(torch.autograd.Function):
         BH = B * H
         prec = "ieee" if q.dtype == torch.float32 else "tf32"  # no tf32 rounding for float32 inputs
         t = tiles(Dk, Dv, C)
-        seq, par = dict(num_warps=4, num_stages=t.stages), dict(num_warps=t.warps, num_stages=t.stages)
         hs = q.new_empty(B, H, N, Dk, Dv)
         s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
         kern._state_scan[(t.NK, t.NVS, BH)](
             k, v, b, s0 if s0 is not None else s_final, hs, s_final, 1.0, T, N, Dk, Dv, C, t.BK, t.BVS,
-            False, use_g, s0 is not None, True, prec, **seq)
+            False, use_g, s0 is not None, True, prec, **t.seq)
         BC = SUB_CHUNK if use_g else C
         A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
-        kern._intra_fwd[(C // BC, N, BH)](q, k, b, A, scale, T, N, Dk, C, BC, t.BK, use_g, prec, **par)
+        kern._intra_fwd[(N * (C // BC), BH)](q, k, b, A, scale, T, N, Dk, C, BC, t.BK, use_g, prec, **(t.seq if use_g else t.par))
         o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
-        kern._output_fwd[(t.NV, N, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **par)
+        kern._output_fwd[(N * t.NV, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
         ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A)
         ctx.cfg = (scale, C, use_g, prec, g.dtype if use_g else None)
         ctx.set_materialize_grads(False)
@@ -101,7 +110,6 @@ class ChunkTriton(torch.autograd.Function):
         N = -(-T // C)
         BH = B * H
         t = tiles(Dk, Dv, C)
-        seq, par = dict(num_warps=4, num_stages=t.stages), dict(num_warps=t.warps, num_stages=t.stages)
         b = q if b is None else b
         do = torch.zeros_like(v) if do is None else do.contiguous()
         d_final = None if d_final is None else d_final.float().contiguous()
@@ -110,22 +118,22 @@ class ChunkTriton(torch.autograd.Function):
         ds0 = torch.empty_like(s0) if want_ds0 else None
         kern._state_scan[(t.NK, t.NVS, BH)](
             q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
-            Dk, Dv, C, t.BK, t.BVS, True, use_g, d_final is not None, want_ds0, prec, **seq)
+            Dk, Dv, C, t.BK, t.BVS, True, use_g, d_final is not None, want_ds0, prec, **t.seq)
         dA = torch.empty_like(A)
-        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **par)
+        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **t.par)
         dv = torch.empty_like(v)
-        kern._dv_bwd[(t.NV, N, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **par)
+        kern._dv_bwd[(N * t.NV, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
         dq_intra = dk_intra = dg = None
         if use_g:
             dq_intra = q.new_empty(B, H, N * C, Dk, dtype=torch.float32)
             dk_intra = torch.empty_like(dq_intra)
             dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)
-            kern._intra_dqk_gated[(t.NK, N * (C // SUB_CHUNK), BH)](
-                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **par)
-        kern._dqkg_bwd[(t.NK, N, BH)](
+            kern._intra_dqk_gated[(N * (C // SUB_CHUNK) * t.NK, BH)](
+                q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
+        kern._dqkg_bwd[(N * t.NK, BH)](
             q, k, v, b, hs, dhs, do, dA, *(x if x is not None else dA for x in (dq_intra, dk_intra)), dq, dk,
-            dg if use_g else dq, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **par)
+            dg if use_g else dq, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
         return dq, dk, dv, None if dg is None else dg.to(g_dtype), ds0, None, None, None
 
 

@@ -23,6 +23,9 @@ Matmul operands are in the input dtype, accumulation in float32; states h are st
 input dtype, A, dA and b in float32. Time is not padded: rows >= T load as zeros (a zero key,
 value or gate leaves the state unchanged); b is allocated padded to N*C rows.
 
+Grids: the state scan is (Dk tiles, Dv tiles, BH); the parallel kernels are (chunks x tiles, BH),
+chunks on the first axis (the only one without a 65535 limit).
+
 Shapes: B batch, H heads (BH = B*H programs), T time, N chunks, C chunk size, BC sub-chunk size,
 P = C // BC sub-chunks, Dk key dim (tiles of BK), Dv value dim (tiles of BV).
 Tensors: q, k [BH, T, Dk]; v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C].
@@ -100,7 +103,8 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.c
 def _intra_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
                BK: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
     """A for the BC query rows of sub-chunk p against every earlier-or-same key of the chunk."""
-    i_p, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    P: tl.constexpr = C // BC
+    i_n, i_p, i_bh = tl.program_id(0) // P, tl.program_id(0) % P, tl.program_id(1).to(tl.int64)
     q, k, b, A = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
     DT = k.dtype.element_ty
     row0 = i_n * C + i_p * BC
@@ -137,7 +141,8 @@ def _intra_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: t
 @triton.jit
 def _output_fwd(q, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
                 BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
-    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    NV: tl.constexpr = (DV + BV - 1) // BV
+    i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
     q, v, b, o = q + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK, o + i_bh * T * DV
     hs, A = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C
     t0, v0 = i_n * C, i_v * BV
@@ -169,7 +174,8 @@ def _intra_dA(do, v, dA, T, N, DV: tl.constexpr, C: tl.constexpr, BV: tl.constex
 @triton.jit
 def _dv_bwd(k, v, b, A, do, dhs, dv, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
             BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
-    i_v, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    NV: tl.constexpr = (DV + BV - 1) // BV
+    i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
     k, b, A = k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
     do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
     dhs = dhs + (i_bh * N + i_n) * DK * DV
@@ -191,8 +197,9 @@ def _intra_dqk_gated(q, k, b, dA, dq, dk, scale, T, N, DK: tl.constexpr, C: tl.c
                      BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
     """The intra-chunk parts of dQ (rows of sub-chunk p) and dK (keys of sub-chunk p) for GLA,
     written in float32 to dq, dk [BH, N*C, Dk]."""
-    i_k, i_np, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     P: tl.constexpr = C // BC
+    NK: tl.constexpr = (DK + BK - 1) // BK
+    i_np, i_k, i_bh = tl.program_id(0) // NK, tl.program_id(0) % NK, tl.program_id(1).to(tl.int64)
     i_n, i_p = i_np // P, i_np % P
     q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
     dA, dq, dk = dA + i_bh * N * C * C, dq + i_bh * N * C * DK, dk + i_bh * N * C * DK
@@ -238,7 +245,8 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dA, dq_intra, dk_intra, dq, dk, dg, scale
     """dQ, dK (and dg with gates) of chunk n for one Dk tile, written to dq, dk, dg [BH, T, Dk].
     With gates the intra-chunk parts come from _intra_dqk_gated (dq_intra, dk_intra); without,
     they are two matmuls with dA here."""
-    i_k, i_n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    NK: tl.constexpr = (DK + BK - 1) // BK
+    i_n, i_k, i_bh = tl.program_id(0) // NK, tl.program_id(0) % NK, tl.program_id(1).to(tl.int64)
     q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
     v, do = v + i_bh * T * DV, do + i_bh * T * DV
     hs, dhs = hs + (i_bh * N + i_n) * DK * DV, dhs + (i_bh * N + i_n) * DK * DV
