@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -67,11 +69,23 @@ def test_static_cache_decoder_equals_generate(model):
         GraphDecoder(model, 1, 8, use_graph=True)
 
 
+def test_compiled_static_step_equals_generate(model):
+    """The compiled decode step (inductor, fullgraph) with packed projections: same greedy tokens."""
+    from archlab.decode import GraphDecoder
+
+    ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(3))
+    ref = archlab.generate(model, ids, max_new_tokens=7)
+    assert torch.equal(GraphDecoder(copy.deepcopy(model), 1, 13, use_graph=False, compile=True).generate(ids, 7), ref)
+    with pytest.raises(ValueError, match="compile"):
+        GraphDecoder(model, 1, 8, use_graph=False, compile="reduce-overhead")
+
+
 @pytest.mark.gpu
-def test_cuda_graph_decoder_equals_generate_on_gpu():
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_graph_decoder_equals_generate_on_gpu(compile):
     from archlab.decode import GraphDecoder
 
     m = archlab.build(archlab.presets.get("llama-3-debug")).cuda().eval()
     ids = torch.randint(0, 256, (1, 7), device="cuda")
     ref = archlab.generate(m, ids, max_new_tokens=20)
-    assert torch.equal(GraphDecoder(m, 1, 27).generate(ids, 20), ref)
+    assert torch.equal(GraphDecoder(copy.deepcopy(m), 1, 27, compile=compile).generate(ids, 20), ref)
