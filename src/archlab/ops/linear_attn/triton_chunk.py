@@ -91,12 +91,13 @@ class ChunkTriton(torch.autograd.Function):
         kern._state_scan[(t.NK, t.NVS, BH)](
             k, v, b, s0 if s0 is not None else s_final, hs, s_final, 1.0, T, N, Dk, Dv, C, t.BK, t.BVS,
             False, use_g, s0 is not None, True, prec, **t.seq)
-        BC = SUB_CHUNK if use_g else C
-        A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
-        kern._intra_fwd[(N * (C // BC), BH)](q, k, b, A, scale, T, N, Dk, C, BC, t.BK, use_g, prec, **(t.seq if use_g else t.par))
+        A = q  # without gates Q K^T is recomputed where needed; with gates it is stored
+        if use_g:
+            A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
+            kern._intra_gated_fwd[(N * (C // SUB_CHUNK), BH)](q, k, b, A, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
         o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
-        kern._output_fwd[(N * t.NV, BH)](q, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
-        ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A)
+        kern._output_fwd[(N * t.NV, BH)](q, k, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
+        ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A if use_g else None)
         ctx.cfg = (scale, C, use_g, prec, g.dtype if use_g else None)
         ctx.set_materialize_grads(False)
         return o, s_final
@@ -119,22 +120,23 @@ class ChunkTriton(torch.autograd.Function):
         kern._state_scan[(t.NK, t.NVS, BH)](
             q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
             Dk, Dv, C, t.BK, t.BVS, True, use_g, d_final is not None, want_ds0, prec, **t.seq)
-        dA = torch.empty_like(A)
-        kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **t.par)
+        A = q if A is None else A
         dv = torch.empty_like(v)
-        kern._dv_bwd[(N * t.NV, BH)](k, v, b, A, do, dhs, dv, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
+        kern._dv_bwd[(N * t.NV, BH)](q, k, v, b, A, do, dhs, dv, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
-        dq_intra = dk_intra = dg = None
+        dq_intra = dk_intra = dg = dq  # placeholders without gates
         if use_g:
+            dA = torch.empty_like(A)
+            kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **t.par)
             dq_intra = q.new_empty(B, H, N * C, Dk, dtype=torch.float32)
             dk_intra = torch.empty_like(dq_intra)
             dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)
             kern._intra_dqk_gated[(N * (C // SUB_CHUNK) * t.NK, BH)](
                 q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
         kern._dqkg_bwd[(N * t.NK, BH)](
-            q, k, v, b, hs, dhs, do, dA, *(x if x is not None else dA for x in (dq_intra, dk_intra)), dq, dk,
-            dg if use_g else dq, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
-        return dq, dk, dv, None if dg is None else dg.to(g_dtype), ds0, None, None, None
+            q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N, Dk, Dv, C, t.BK, t.BV,
+            use_g, prec, **t.par)
+        return dq, dk, dv, dg.to(g_dtype) if use_g else None, ds0, None, None, None
 
 
 def _chunk_cumsum(g: Tensor, C: int) -> Tensor:

@@ -28,7 +28,8 @@ chunks on the first axis (the only one without a 65535 limit).
 
 Shapes: B batch, H heads (BH = B*H programs), T time, N chunks, C chunk size, BC sub-chunk size,
 P = C // BC sub-chunks, Dk key dim (tiles of BK), Dv value dim (tiles of BV).
-Tensors: q, k [BH, T, Dk]; v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C].
+Tensors: q, k [BH, T, Dk]; v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C]
+(stored for GLA only: without gates Q K^T and dO V^T are recomputed where they are needed).
 """
 from __future__ import annotations
 
@@ -58,12 +59,16 @@ def _row(ptr, row, c0, n_rows, n_cols, BCOL: tl.constexpr):
 
 
 @triton.jit
-def _causal_tile(a_ptr, t0, n_rows, T, C: tl.constexpr):
-    """Rows t0 .. t0+C of a [n_rows, C] matrix (one chunk of A or dA), zero where the key column
-    is after the query row and on rows >= T."""
-    a = _tile(a_ptr, t0, 0, n_rows, C, C, C, C)
+def _causal(a, t0, T, C: tl.constexpr):
+    """A [C(query), C(key)] chunk of A or dA, zero where the key is after the query and on rows >= T."""
     rc = tl.arange(0, C)
     return tl.where((rc[:, None] >= rc[None, :]) & (t0 + rc[:, None] < T), a, 0.0)
+
+
+@triton.jit
+def _causal_tile(a_ptr, t0, n_rows, T, C: tl.constexpr):
+    """Rows t0 .. t0+C of a [n_rows, C] matrix (one chunk of A or dA), made causal."""
+    return _causal(_tile(a_ptr, t0, 0, n_rows, C, C, C, C), t0, T, C)
 
 
 @triton.jit
@@ -100,9 +105,9 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.c
 
 
 @triton.jit
-def _intra_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
-               BK: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
-    """A for the BC query rows of sub-chunk p against every earlier-or-same key of the chunk."""
+def _intra_gated_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: tl.constexpr,
+                     BK: tl.constexpr, PREC: tl.constexpr):
+    """GLA's A for the BC query rows of sub-chunk p against every earlier-or-same key of the chunk."""
     P: tl.constexpr = C // BC
     i_n, i_p, i_bh = tl.program_id(0) // P, tl.program_id(0) % P, tl.program_id(1).to(tl.int64)
     q, k, b, A = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
@@ -113,48 +118,48 @@ def _intra_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr, BC: t
         acc = tl.zeros([BC, BC], dtype=tl.float32)
         col0 = i_n * C + jb * BC
         for i_k in range(0, tl.cdiv(DK, BK)):
-            qq = _tile(q, row0, i_k * BK, T, DK, DK, BC, BK)
-            kk = _tile(k, col0, i_k * BK, T, DK, DK, BC, BK)
-            if USE_G:
-                r = _row(b, row0, i_k * BK, N * C, DK, BK)
-                qq = (qq * tl.exp(_tile(b, row0, i_k * BK, N * C, DK, DK, BC, BK) - r[None, :])).to(DT)
-                kk = (kk * tl.exp(r[None, :] - _tile(b, col0, i_k * BK, N * C, DK, DK, BC, BK))).to(DT)
-            acc += tl.dot(qq, tl.trans(kk), input_precision=PREC)
+            r = _row(b, row0, i_k * BK, N * C, DK, BK)
+            qq = _tile(q, row0, i_k * BK, T, DK, DK, BC, BK) * tl.exp(_tile(b, row0, i_k * BK, N * C, DK, DK, BC, BK) - r[None, :])
+            kk = _tile(k, col0, i_k * BK, T, DK, DK, BC, BK) * tl.exp(r[None, :] - _tile(b, col0, i_k * BK, N * C, DK, DK, BC, BK))
+            acc += tl.dot(qq.to(DT), tl.trans(kk.to(DT)), input_precision=PREC)
         _put(A, acc * scale, row0, jb * BC, N * C, C, C)
     acc = tl.zeros([BC, BC], dtype=tl.float32)
-    for i_k in range(0, tl.cdiv(DK, BK)):
-        qq = _tile(q, row0, i_k * BK, T, DK, DK, BC, BK)
-        if USE_G:  # inside the sub-chunk: key by key, exact
-            bq = _tile(b, row0, i_k * BK, N * C, DK, DK, BC, BK)
-            qq = qq.to(tl.float32)
-            for j in range(0, BC):
-                kj = _row(k, row0 + j, i_k * BK, T, DK, BK).to(tl.float32)
-                expo = tl.where(rc[:, None] >= j, bq - _row(b, row0 + j, i_k * BK, N * C, DK, BK)[None, :], float("-inf"))
-                col = tl.sum(qq * kj[None, :] * tl.exp(expo), axis=1)  # [BC]
-                acc += tl.where(rc[None, :] == j, col[:, None], 0.0)
-        else:
-            kk = _tile(k, row0, i_k * BK, T, DK, DK, BC, BK)
-            acc += tl.dot(qq, tl.trans(kk), input_precision=PREC)
+    for i_k in range(0, tl.cdiv(DK, BK)):  # inside the sub-chunk: key by key, exact
+        qq = _tile(q, row0, i_k * BK, T, DK, DK, BC, BK).to(tl.float32)
+        bq = _tile(b, row0, i_k * BK, N * C, DK, DK, BC, BK)
+        for j in range(0, BC):
+            kj = _row(k, row0 + j, i_k * BK, T, DK, BK).to(tl.float32)
+            expo = tl.where(rc[:, None] >= j, bq - _row(b, row0 + j, i_k * BK, N * C, DK, BK)[None, :], float("-inf"))
+            col = tl.sum(qq * kj[None, :] * tl.exp(expo), axis=1)  # [BC]
+            acc += tl.where(rc[None, :] == j, col[:, None], 0.0)
     _put(A, acc * scale, row0, i_p * BC, N * C, C, C)
 
 
 @triton.jit
-def _output_fwd(q, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+def _output_fwd(q, k, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
                 BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
+    """o of chunk n for one Dv tile. With gates A comes from _intra_fwd; without, Q K^T is
+    computed here (A is never stored)."""
     NV: tl.constexpr = (DV + BV - 1) // BV
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
-    q, v, b, o = q + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK, o + i_bh * T * DV
-    hs, A = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C
+    q, k, v, b = q + i_bh * T * DK, k + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK
+    hs, A, o = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C, o + i_bh * T * DV
     t0, v0 = i_n * C, i_v * BV
     acc = tl.zeros([C, BV], dtype=tl.float32)
+    aa = tl.zeros([C, C], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(DK, BK)):
         qq = _tile(q, t0, i_k * BK, T, DK, DK, C, BK)
         if USE_G:
             qq = (qq * tl.exp(_tile(b, t0, i_k * BK, N * C, DK, DK, C, BK))).to(hs.dtype.element_ty)
+        else:
+            aa += tl.dot(qq, tl.trans(_tile(k, t0, i_k * BK, T, DK, DK, C, BK)), input_precision=PREC)
         acc += tl.dot(qq, _tile(hs, i_k * BK, v0, DK, DV, DV, BK, BV), input_precision=PREC)
     vv = _tile(v, t0, v0, T, DV, DV, C, BV)
-    aa = _causal_tile(A, t0, N * C, T, C).to(vv.dtype)
-    acc = acc * scale + tl.dot(aa, vv, input_precision=PREC)
+    if USE_G:
+        aa = _causal_tile(A, t0, N * C, T, C)
+    else:
+        aa = _causal(aa, t0, T, C) * scale
+    acc = acc * scale + tl.dot(aa.to(vv.dtype), vv, input_precision=PREC)
     _put(o, acc, t0, v0, T, DV, DV)
 
 
@@ -172,23 +177,33 @@ def _intra_dA(do, v, dA, T, N, DV: tl.constexpr, C: tl.constexpr, BV: tl.constex
 
 
 @triton.jit
-def _dv_bwd(k, v, b, A, do, dhs, dv, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+def _dv_bwd(q, k, v, b, A, do, dhs, dv, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
             BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
+    """dV = A^T dO + (K ⊙ e^(b_L - b)) dh' of chunk n for one Dv tile (A^T = K Q^T recomputed
+    here without gates)."""
     NV: tl.constexpr = (DV + BV - 1) // BV
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
-    k, b, A = k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
+    q, k, b, A = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
     do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
     dhs = dhs + (i_bh * N + i_n) * DK * DV
     t0, v0 = i_n * C, i_v * BV
-    dd = _tile(do, t0, v0, T, DV, DV, C, BV).to(v.dtype.element_ty)
-    aa = _causal_tile(A, t0, N * C, T, C).to(v.dtype.element_ty)
-    acc = tl.dot(tl.trans(aa), dd, input_precision=PREC)
+    acc = tl.zeros([C, BV], dtype=tl.float32)
+    at = tl.zeros([C, C], dtype=tl.float32)  # [C(key), C(query)]
     for i_k in range(0, tl.cdiv(DK, BK)):
         kk = _tile(k, t0, i_k * BK, T, DK, DK, C, BK)
         if USE_G:
             b_last = _row(b, t0 + C - 1, i_k * BK, N * C, DK, BK)
             kk = (kk * tl.exp(b_last[None, :] - _tile(b, t0, i_k * BK, N * C, DK, DK, C, BK))).to(v.dtype.element_ty)
+        else:
+            at += tl.dot(kk, tl.trans(_tile(q, t0, i_k * BK, T, DK, DK, C, BK)), input_precision=PREC)
         acc += tl.dot(kk, _tile(dhs, i_k * BK, v0, DK, DV, DV, BK, BV), input_precision=PREC)
+    if USE_G:
+        at = tl.trans(_causal_tile(A, t0, N * C, T, C))
+    else:
+        rc = tl.arange(0, C)
+        at = tl.where(rc[:, None] <= rc[None, :], at * scale, 0.0)
+    dd = _tile(do, t0, v0, T, DV, DV, C, BV).to(v.dtype.element_ty)
+    acc += tl.dot(at.to(v.dtype.element_ty), dd, input_precision=PREC)
     _put(dv, acc, t0, v0, T, DV, DV)
 
 
@@ -239,12 +254,12 @@ def _intra_dqk_gated(q, k, b, dA, dq, dk, scale, T, N, DK: tl.constexpr, C: tl.c
 
 
 @triton.jit
-def _dqkg_bwd(q, k, v, b, hs, dhs, do, dA, dq_intra, dk_intra, dq, dk, dg, scale, T, N,
+def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N,
               DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               USE_G: tl.constexpr, PREC: tl.constexpr):
     """dQ, dK (and dg with gates) of chunk n for one Dk tile, written to dq, dk, dg [BH, T, Dk].
     With gates the intra-chunk parts come from _intra_dqk_gated (dq_intra, dk_intra); without,
-    they are two matmuls with dA here."""
+    they are two matmuls with dA = dO V^T, computed here."""
     NK: tl.constexpr = (DK + BK - 1) // BK
     i_n, i_k, i_bh = tl.program_id(0) // NK, tl.program_id(0) % NK, tl.program_id(1).to(tl.int64)
     q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
@@ -256,14 +271,18 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dA, dq_intra, dk_intra, dq, dk, dg, scale
     dq_acc = tl.zeros([C, BK], dtype=tl.float32)
     dk_acc = tl.zeros([C, BK], dtype=tl.float32)
     hdh = tl.zeros([BK], dtype=tl.float32)
+    da = tl.zeros([C, C], dtype=tl.float32)
     for i_v in range(0, tl.cdiv(DV, BV)):
         hh = _tile(hs, k0, i_v * BV, DK, DV, DV, BK, BV)  # [BK, BV]
         dh = _tile(dhs, k0, i_v * BV, DK, DV, DV, BK, BV)
-        dd = _tile(do, t0, i_v * BV, T, DV, DV, C, BV).to(hh.dtype)
+        dd = _tile(do, t0, i_v * BV, T, DV, DV, C, BV).to(DT)
+        vv = _tile(v, t0, i_v * BV, T, DV, DV, C, BV)
         dq_acc += tl.dot(dd, tl.trans(hh), input_precision=PREC)
-        dk_acc += tl.dot(_tile(v, t0, i_v * BV, T, DV, DV, C, BV).to(dh.dtype), tl.trans(dh), input_precision=PREC)
+        dk_acc += tl.dot(vv, tl.trans(dh), input_precision=PREC)
         if USE_G:
             hdh += tl.sum(hh.to(tl.float32) * dh.to(tl.float32), axis=1)
+        else:
+            da += tl.dot(dd, tl.trans(vv), input_precision=PREC)
     qq = _tile(q, t0, k0, T, DK, DK, C, BK)
     kk = _tile(k, t0, k0, T, DK, DK, C, BK)
     if USE_G:
@@ -277,7 +296,7 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dA, dq_intra, dk_intra, dq, dk, dg, scale
         tail = tl.sum(kf * dk_inter, axis=0) + tl.exp(b_last) * hdh  # d b_L, shared by every step
         _put(dg, tl.cumsum(db, 0, reverse=True) + tail[None, :], t0, k0, T, DK, DK)
     else:
-        da = _causal_tile(dA + i_bh * N * C * C, t0, N * C, T, C).to(DT)
+        da = _causal(da, t0, T, C).to(DT)
         dq_acc = (dq_acc + tl.dot(da, kk, input_precision=PREC)) * scale
         dk_acc += tl.dot(tl.trans(da), qq, input_precision=PREC) * scale
     _put(dq, dq_acc, t0, k0, T, DK, DK)
