@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
     add_report_parser(sub)
+    from archlab.bench.cli import add_bench_parser  # bench
+
+    add_bench_parser(sub)
     return ap
 
 
