@@ -8,6 +8,7 @@ The gpu-marked tests run the compiled kernels at real sizes (D=128, T not a mult
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -15,18 +16,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-triton = pytest.importorskip("triton", reason="form='triton' needs triton (absent from CPU-only installs)")
+from archlab.ops.gla import gla
+from archlab.ops.linear_attn import linear_attn
+from archlab.ops.linear_attn.common import auto_triton
 
-from archlab.ops.gla import gla  # noqa: E402
-from archlab.ops.linear_attn import linear_attn  # noqa: E402
-
+TRITON = importlib.util.find_spec("triton") is not None
 CUDA = torch.cuda.is_available()
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Triton 3.6's interpreter turns loop bounds into int(1-element array), an error from numpy 2.4 on
 NUMPY_OK = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 4)
+needs_triton = pytest.mark.skipif(not TRITON, reason="form='triton' needs triton (absent from CPU-only installs)")
 interpreter = pytest.mark.skipif(
-    not (INTERPRET and NUMPY_OK),
-    reason="the Triton kernels run on the CPU only under TRITON_INTERPRET=1 with numpy < 2.4")
+    not (TRITON and INTERPRET and NUMPY_OK),
+    reason="the Triton kernels run on the CPU only with triton, TRITON_INTERPRET=1 and numpy < 2.4")
+on_gpu = pytest.mark.skipif(not (TRITON and CUDA) or INTERPRET, reason="needs CUDA and triton (and TRITON_INTERPRET unset)")
 
 
 def _inputs(B, H, T, Dk, Dv, device, gated, seed=0, bthd=False):
@@ -109,6 +112,16 @@ def test_gla_triton_interpreted(T, C, D, with_s0):
 
 
 @interpreter
+@pytest.mark.parametrize("op", ["linear_attn", "gla"])
+def test_triton_low_precision_interpreted(op):
+    """float16 inputs: matmul operands and stored states in float16, float32 accumulation (the
+    interpreter's bfloat16 tl.dot is wrong, so bfloat16 is covered by the GPU tests)."""
+    x = _inputs(1, 2, 37, 16, 16, "cpu", gated=op == "gla")
+    fn = (lambda x, form: _gla(x, form)) if op == "gla" else _la
+    _compare(fn, x, torch.float16, 3e-3)
+
+
+@interpreter
 def test_gla_triton_strong_decay_stays_finite():
     """Log gates of -30 per step: within a chunk e^(b_j - b_i) would overflow float32 if the
     kernels factored it through the chunk's first row."""
@@ -118,6 +131,14 @@ def test_gla_triton_strong_decay_stays_finite():
     _compare(lambda x, form: _gla(x, form, chunk_size=32), x, torch.float32, 1e-5)
 
 
+@pytest.mark.skipif(TRITON, reason="checks the error without triton")
+def test_triton_form_without_triton_names_the_package():
+    q = torch.randn(1, 1, 8, 16)
+    with pytest.raises(ImportError, match="form='triton' needs the triton package"):
+        linear_attn(q, q, q, form="triton", chunk_size=16)
+
+
+@needs_triton
 def test_triton_form_rejects_what_it_does_not_support():
     q = torch.randn(1, 1, 8, 16)
     with pytest.raises(ValueError, match="chunk_size"):
@@ -129,8 +150,25 @@ def test_triton_form_rejects_what_it_does_not_support():
             linear_attn(q, q, q, form="triton", chunk_size=16)
 
 
+def test_auto_form_keeps_its_pick_off_cuda():
+    x = torch.zeros(1)
+    assert auto_triton("auto", "chunk", 64, x) == "chunk"
+    assert auto_triton("auto", "chunk_compiled", 64, x) == "chunk_compiled"
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(not CUDA or INTERPRET, reason="needs CUDA (and TRITON_INTERPRET unset)")
+@on_gpu
+def test_auto_form_picks_triton_on_cuda():
+    x = torch.zeros(1, device="cuda")
+    assert auto_triton("auto", "chunk_compiled", 64, x) == "triton"
+    assert auto_triton("auto", "recurrent", 64, x) == "recurrent"  # one-token cached steps
+    assert auto_triton("chunk_compiled", "chunk_compiled", 64, x) == "chunk_compiled"  # configured explicitly
+    assert auto_triton("auto", "chunk_compiled", 48, x) == "chunk_compiled"  # chunk size the kernels lack
+    assert auto_triton("auto", "chunk_compiled", 64, x.double()) == "chunk_compiled"
+
+
+@pytest.mark.gpu
+@on_gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
 @pytest.mark.parametrize("op", ["linear_attn", "linear_attn_norm", "gla"])
 @pytest.mark.parametrize("T,C", [(1000, 64), (2048, 64), (1000, 128)])
