@@ -148,6 +148,7 @@ def _chunk_cumsum(g: Tensor, C: int) -> Tensor:
     return gp.reshape(B, H, -1, C, Dk).cumsum(-2).reshape(B, H, T + pad, Dk).contiguous()
 
 
+@torch.compiler.disable  # the kernels are already fused; inside a compiled model this is one opaque call
 def chunk_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, s0: Tensor | None, *, scale: float,
                  chunk_size: int, out_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """q, k: [B, H, T, Dk]; v: [B, H, T, Dv]; g: [B, H, T, Dk] log gates or None; s0: [B, H, Dk, Dv]
