@@ -113,8 +113,10 @@ class ModelConfig(Config):
         check(self.d_model > 0, "d_model", f"must be a positive integer, got {self.d_model}")
         check(self.n_layers > 0, "n_layers", f"must be a positive integer, got {self.n_layers}")
         check(self.init_std > 0, "init_std", f"must be > 0, got {self.init_std}")
-        check(self.embed_scale is None or self.embed_scale > 0, "embed_scale", "must be > 0 or null")
-        check(self.logit_softcap is None or self.logit_softcap > 0, "logit_softcap", "must be > 0 or null")
+        # a scale outside [1e-6, 1e6] under- or overflows in bfloat16/float32 (1e-295 became 0, then 0/0)
+        for name in ("embed_scale", "logit_softcap"):
+            v = getattr(self, name)
+            check(v is None or 1e-6 <= v <= 1e6, name, f"must lie in [1e-6, 1e6] or be null, got {v}")
         check(not (self.head_bias and self.tie_embeddings), "head_bias", "needs an untied head; set tie_embeddings=false")
         specs = self.plan.specs(self.n_layers)  # pattern length vs n_layers
         tied: dict[str, LayerSpec] = {}

@@ -50,7 +50,7 @@ class AttentionConfig(Config):
               "needs a QK-norm; set attention.qk_norm to head or full")
         check(self.output_gate_shape == "elementwise" or self.output_gate != "none", "attention.output_gate_shape",
               "only used with a gate; set attention.output_gate=sigmoid")
-        check(self.softcap is None or self.softcap > 0, "attention.softcap", f"must be > 0 or null, got {self.softcap}")
+        check(self.softcap is None or 1e-6 <= self.softcap <= 1e6, "attention.softcap", f"must lie in [1e-6, 1e6] or be null, got {self.softcap}")
         check(self.scale is None or self.scale > 0, "attention.scale", f"must be > 0 or null, got {self.scale}")
         check(self.window is None or self.window > 0, "attention.window", f"must be a positive integer or null, got {self.window}")
         check(self.sinks >= 0, "attention.sinks", f"must be >= 0, got {self.sinks}")
