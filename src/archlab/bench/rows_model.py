@@ -39,6 +39,14 @@ def _model_shape(cfg) -> str:
             f"({cfg.attention.n_kv} KV), MLP {cfg.ffn.hidden}, vocabulary {cfg.vocab_size}")
 
 
+def _training_step(model, opt, ids, loss_of):
+    def step():
+        loss_of(model, ids[:, :-1], ids[:, 1:]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
 def train_step(ctx: Context) -> Section:
     s, dev = ctx.sizes, ctx.device
     cfg = llama_config(ctx)
@@ -49,17 +57,11 @@ def train_step(ctx: Context) -> Section:
     def measure(build, loss_of) -> Figure:
         model = build()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-        m = torch.compile(model) if ctx.compile else model
-
-        def step():
-            loss_of(m, ids[:, :-1], ids[:, 1:]).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
+        step = _training_step(torch.compile(model) if ctx.compile else model, opt, ids, loss_of)
         try:
             tps = B * T / (ctx.time_ms(step) * 1e-3)
         finally:
-            del model, m, opt
+            del model, opt, step
             ctx.free()
         return Figure(tps, "tokens/s", ctx.ceilings.of_matmul(tps * flops_tok))
 

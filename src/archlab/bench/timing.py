@@ -74,18 +74,24 @@ class Ceilings:
 
 
 
-def measure_ceilings(device: torch.device, dtype: torch.dtype, *, matmul_n: int, copy_bytes: int,
-                     warmup: int = 2, rep: int = 5) -> Ceilings:
-    a = torch.randn(matmul_n, matmul_n, device=device, dtype=dtype)
-    b = torch.randn(matmul_n, matmul_n, device=device, dtype=dtype)
+def _matmul_tflops(device, dtype, n: int, warmup: int, rep: int) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     ms = median_ms(lambda: a @ b, device, warmup=warmup, rep=rep)
-    tflops = 2 * matmul_n**3 / (ms * 1e-3) / 1e12
-    del a, b
-    x = torch.randn(copy_bytes // 4, device=device, dtype=torch.float32)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def _copy_gbs(device, nbytes: int, warmup: int, rep: int) -> float:
+    x = torch.randn(nbytes // 4, device=device, dtype=torch.float32)
     y = torch.empty_like(x)
     ms = median_ms(lambda: y.copy_(x), device, warmup=warmup, rep=rep)
-    gbs = 2 * x.numel() * 4 / (ms * 1e-3) / 1e9
-    del x, y
+    return 2 * x.numel() * 4 / (ms * 1e-3) / 1e9
+
+
+def measure_ceilings(device: torch.device, dtype: torch.dtype, *, matmul_n: int, copy_bytes: int,
+                     warmup: int = 2, rep: int = 5) -> Ceilings:
+    tflops = _matmul_tflops(device, dtype, matmul_n, warmup, rep)
+    gbs = _copy_gbs(device, copy_bytes, warmup, rep)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return Ceilings(tflops=tflops, copy_gbs=gbs, dtype=dtype, matmul_n=matmul_n)
