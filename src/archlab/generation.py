@@ -8,7 +8,9 @@ its decoded continuation contains one.
 Prompts of different lengths form one batch with left padding (a list of token lists, or a
 padded tensor with ``attention_mask``): each row's first real token is position 0, no real
 token attends to a pad and pads never enter a recurrent state, so every row continues
-exactly as it would alone -- for every cache kind and token mixer.
+exactly as it would alone -- for every cache kind and token mixer. Sampling draws one
+multinomial per row from the seeded generator, so the amount of padding changes no draw. The
+CUDA-graph decoder (``archlab.decode``) takes batches without padding; padded ones go here.
 """
 from __future__ import annotations
 
