@@ -9,7 +9,8 @@ from archlab.errors import check
 
 Kind = Literal["linear", "retention", "gla", "deltanet", "gated_deltanet", "based"]
 FeatureMapKind = Literal["elu+1", "relu", "performer", "cosformer", "hedgehog", "taylor"]
-Form = Literal["auto", "parallel", "chunk", "chunk_compiled", "recurrent"]
+Form = Literal["auto", "parallel", "chunk", "chunk_compiled", "recurrent", "triton"]
+TRITON_KINDS = ("linear", "gla", "based")  # the kinds whose ops have a Triton form
 
 # what each kind uses when output_norm / output_gate / conv_size are left at None (its paper's choice)
 KIND_DEFAULTS: dict[str, dict[str, object]] = {
@@ -52,7 +53,7 @@ class LinearAttentionConfig(Config):
     gate_normalizer: float = 16.0  # GLA: log gate = logsigmoid(.) / gate_normalizer
     window: int = 64  # based: sliding-window softmax span (the decode cache keeps this many slots)
     chunk_size: int = 64  # chunk length of the chunkwise (training/prefill) form
-    form: Form = "auto"  # auto: chunk_compiled on CUDA, chunk on CPU, recurrent for one-token cached steps (logged once)
+    form: Form = "auto"  # auto: triton on CUDA where the kind has it (else chunk_compiled), chunk on CPU, recurrent for one-token cached steps (logged once)
     norm_eps: float = 1e-5  # epsilon of the output norms
     eps: float = 1e-6  # added to the normaliser
 
@@ -66,6 +67,8 @@ class LinearAttentionConfig(Config):
             check(val is None or val > 0, f"linear.{name}", f"must be a positive integer or null, got {val}")
         check(self.conv_size is None or self.conv_size >= 0, "linear.conv_size", f"must be >= 0 (0 = no conv) or null, got {self.conv_size}")
         check(self.conv_size != 1, "linear.conv_size", "1 is a per-channel scale, not a convolution; use 0 (none) or >= 2")
+        check(self.form != "triton" or self.kind in TRITON_KINDS, "linear.form",
+              f"'triton' exists for kinds {', '.join(TRITON_KINDS)}, not {self.kind!r}; use auto, chunk or chunk_compiled")
         check(self.gate_low_rank > 0, "linear.gate_low_rank", f"must be positive, got {self.gate_low_rank}")
         check(self.gate_normalizer > 0, "linear.gate_normalizer", f"must be positive, got {self.gate_normalizer}")
         check(self.window > 0, "linear.window", f"must be positive, got {self.window}")
