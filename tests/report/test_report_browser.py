@@ -81,7 +81,8 @@ def test_screenshot_is_not_blank(report, tmp_path):
 
     paths, _ = report
     shot = tmp_path / "shot.png"
-    run = _chromium(f"--screenshot={shot}", paths.html.as_uri(), profile=tmp_path / "profile")
+    # the virtual-time budget lets every tile paint before the capture (without it, a frame can be half drawn)
+    run = _chromium("--virtual-time-budget=5000", f"--screenshot={shot}", paths.html.as_uri(), profile=tmp_path / "profile")
     assert shot.is_file(), f"Chromium wrote no screenshot: {run.stderr[-2000:]}"
     img = Image.open(shot).convert("RGB")
     assert img.size == (1366, 900)
