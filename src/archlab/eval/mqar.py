@@ -111,7 +111,8 @@ def _settings() -> dict[str, MQARSetting]:
         # Softmax attention on the 2-core CPU (benchmarks/mqar_cpu.py, 1 thread): a plateau near 1/n_pairs to
         # step ~500, 37% at 600, 97% at 700, 99.5% at 900 (seed 0), about 0.25 s of CPU per step: >= 95% after
         # about 3 minutes. Seeds 1 and 2 jump between steps 600 and 800 as well (the sweep's mqar eval, same
-        # recipe at constant lr); the wsd decay only starts at step 800.
+        # recipe at constant lr); the wsd decay only starts at step 800. At lr 2e-3 it is still on the plateau
+        # (14%) at step 700.
         "cpu": MQARSetting(
             task=MQARConfig(vocab_size=128, seq_len=64, n_pairs=8),
             recipe=TrainRecipe(steps=1000, batch_size=64, lr=1e-3, schedule="wsd", decay_fraction=0.2, eval_every=100,
