@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--forms", nargs="+", default=None, help="only these of our forms (e.g. triton; the compiled "
+                    "chunk form spends about 100 s compiling)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("linear_attention_gpu.py needs a CUDA device")
@@ -146,6 +148,9 @@ def main() -> None:
             free()
             continue
         for name, form, ours, ref_name, ref in items:
+            if args.forms and form not in args.forms:
+                continue
+
             def run(pair):
                 if pair is None:
                     return "fla not installed"
