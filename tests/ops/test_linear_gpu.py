@@ -58,7 +58,7 @@ def test_fast_forms_match_parallel(op, form, dtype, tol):
 
 @pytest.mark.parametrize("kind", ["linear", "gla", "gated_deltanet", "based"])
 def test_mixer_auto_on_cuda_decodes_like_full_forward(kind):
-    """kind="linear", "gla" and "based" run the Triton form here when triton is installed."""
+    """kind="linear" and "based" run the Triton form here when triton is installed ("gla" the compiled chunk form)."""
     from archlab.linear import LinearAttentionConfig, build_mixer
 
     torch.manual_seed(0)
