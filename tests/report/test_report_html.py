@@ -13,9 +13,11 @@ def test_report_files_are_self_contained(fake_db, tmp_path):
     html = paths.html.read_text()
     assert html.count("<table class='results'") == 2
     imgs = re.findall(r"<img [^>]*src='([^']*)'", html)
-    # kv: loss, positions, throughput; norm: loss, positions (pre only: the shared baseline),
-    # throughput (pre); and the recall-vs-cache Pareto plot
-    assert len(imgs) == 7 == len(paths.figures)
+    # kv: loss, positions, throughput; norm: loss only (its shared baseline has positions and
+    # throughput from kv, but norm does not ask for them); and the recall-vs-cache Pareto plot
+    assert len(imgs) == 5 == len(paths.figures)
+    assert sorted(p.stem for p in paths.figures) == ["kv-loss", "kv-positions", "kv-throughput", "norm-loss",
+                                                      "recall-vs-cache"]
     assert all(src.startswith("data:image/png;base64,") for src in imgs)
     assert not re.search(r"(src|href)=['\"](https?:|//|file:)", html)  # nothing to fetch: opens offline
     assert "nonesuch" in html and "Pareto" in html

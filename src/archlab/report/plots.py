@@ -234,10 +234,14 @@ def throughput(res: SweepResults, comp: ComparisonResult) -> bytes | None:
 
 
 def comparison_figures(res: SweepResults, comp: ComparisonResult) -> list[tuple[str, str, bytes]]:
-    """(file stem, caption, PNG) of each figure a comparison has data for."""
+    """(file stem, caption, PNG) of each figure a comparison has data for. Loss by position and
+    throughput only where the comparison asks for those evaluations: a shared baseline carries
+    them from another comparison, and a figure of the baseline alone compares nothing."""
     out = []
     for stem, caption, fn in (("loss", "Loss curves", loss_curves), ("positions", "Loss by position", loss_by_position),
                               ("throughput", "Throughput against sequence length", throughput)):
+        if stem != "loss" and stem not in comp.evals:
+            continue
         png = fn(res, comp)
         if png is not None:
             out.append((f"{comp.name}-{stem}", caption, png))
