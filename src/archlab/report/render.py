@@ -88,8 +88,7 @@ def _overview(res: SweepResults) -> list[tuple[str, str]]:
                      f"{data.get('val_tokens') or 0:,} validation tokens"),
             ("budget", f"{int(m.get('tokens', 0)):,} training tokens per run ({m.get('steps')} steps at sequence length "
                        f"{m.get('seq_len')})"),
-            ("seeds, learning rates", f"seeds {m.get('seeds')}; lr grid {m.get('lrs')} "
-                                      f"({'on the first seed, best kept for the others' if m.get('lr_search') == 'first_seed' else 'on every seed, best kept per seed'})"),
+            ("seeds, learning rates", f"seeds {m.get('seeds')}; {_lr_text(m)}"),
             ("runs", ", ".join(f"{n} {k}" for k, n in res.counts.items() if n))]
     mq = _mqar_line(m)
     if mq:
@@ -100,6 +99,14 @@ def _overview(res: SweepResults) -> list[tuple[str, str]]:
     rows.append(("written", f"{time.strftime('%Y-%m-%d %H:%M')} from {res.path.name}; archlab {m.get('archlab_version')}, "
                             f"torch {m.get('torch_version')}"))
     return rows
+
+
+def _lr_text(m: dict) -> str:
+    lrs = m.get("lrs") or []
+    if len(lrs) == 1:
+        return f"one learning rate, {lrs[0]:g}"
+    how = "on the first seed, best kept for the others" if m.get("lr_search") == "first_seed" else "on every seed, best kept per seed"
+    return f"lr grid {lrs} ({how})"
 
 
 def _mqar_line(meta: dict) -> str | None:
