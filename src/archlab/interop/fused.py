@@ -27,18 +27,7 @@ def transposed_split(*sizes: int):
 
 def per_head_qkv(H: int, D: int):
     """GPT-NeoX/BLOOM query_key_value: rows grouped per head as [H, 3, D] (q_h, k_h, v_h for each head)."""
-
-    def load(t: torch.Tensor):
-        rest = t.shape[1:]
-        v = t.view(H, 3, D, *rest)  # [H, 3, D, *rest]
-        return tuple(v[:, j].reshape(H * D, *rest).contiguous() for j in range(3))  # [H*D, *rest] each
-
-    def save(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        rest = q.shape[1:]
-        heads = [x.view(H, D, *rest) for x in (q, k, v)]  # [H, D, *rest] each
-        return (torch.stack(heads, dim=1).reshape(3 * H * D, *rest),)  # [H, 3, D, *rest] -> [3*H*D, *rest]
-
-    return load, save
+    return grouped_rows(H, (D, D, D))
 
 
 def grouped_rows(G: int, sizes: tuple[int, ...]):
