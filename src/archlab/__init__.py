@@ -4,8 +4,7 @@ The public names are loaded lazily so that `import archlab` and the CLI start fa
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from archlab.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -28,9 +27,4 @@ _SUBMODULES = {"presets", "analysis", "ops", "interop", "registry", "attention",
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"archlab.{name}")
-    raise AttributeError(f"module 'archlab' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS, _SUBMODULES)

@@ -12,8 +12,7 @@ Optional packages are imported only when used: ``tokenizers`` (extra ``bpe``), `
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from archlab.lazy import lazy_getattr
 
 # public name -> module that defines it (loaded lazily: importing archlab.data stays cheap)
 _EXPORTS = {
@@ -45,7 +44,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'archlab.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -9,8 +9,7 @@ extras ``lmeval`` and ``plot``).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from archlab.lazy import lazy_getattr
 
 _EXPORTS = {
     "EvalTarget": "archlab.eval.runner",
@@ -47,7 +46,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'archlab.eval' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

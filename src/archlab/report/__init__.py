@@ -7,8 +7,7 @@ Command line: ``archlab report RESULTS.db [--out DIR]``. matplotlib (extra ``plo
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from archlab.lazy import lazy_getattr
 
 _EXPORTS = {
     "write_report": "archlab.report.render",
@@ -23,7 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'archlab.report' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -10,8 +10,7 @@ Specs are described in ``archlab.sweep.spec``; the database in ``archlab.sweep.s
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from archlab.lazy import lazy_getattr
 
 _EXPORTS = {
     "SweepSpec": "archlab.sweep.spec",
@@ -36,7 +35,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'archlab.sweep' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -11,8 +11,7 @@ several processes: ``torchrun --nproc_per_node N -m archlab.cli train ...``.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from archlab.lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "archlab.train.config",
@@ -43,7 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'archlab.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
