@@ -11,8 +11,33 @@ Shapes: N tokens, C model width, V vocabulary, n tokens in a chunk.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import torch
 from torch import Tensor
+
+ROWS = ("auto", "torch", "triton")
+
+
+def _rows_kernel(rows: str, z_dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the per-row softmax and gradient run as one Triton kernel (triton_rows.py) or as
+    PyTorch ops. ``rows``: "auto" (the kernel on CUDA when triton is installed), "torch", or
+    "triton" (CUDA, or the CPU under TRITON_INTERPRET=1; bf16, fp16 or float32 logits)."""
+    if rows not in ROWS:
+        raise ValueError(f"rows: expected one of {', '.join(ROWS)}, got {rows!r}")
+    if rows == "torch" or z_dtype == torch.float64:
+        if rows == "triton":
+            raise ValueError("rows='triton': float64 logits are not supported; accepted: bfloat16, float16, float32")
+        return False
+    have = importlib.util.find_spec("triton") is not None
+    if rows == "auto":
+        return have and device.type == "cuda"
+    if not have:
+        raise ValueError("rows='triton' needs the triton package")
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"rows='triton': needs CUDA tensors, got {device.type} (TRITON_INTERPRET=1 runs it on the CPU)")
+    return True
 
 
 def _mm_dtype(h: Tensor) -> torch.dtype:
@@ -25,8 +50,9 @@ def _mm_dtype(h: Tensor) -> torch.dtype:
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, softcap: float | None,
-                ignore_index: int, chunk_size: int) -> Tensor:
+                ignore_index: int, chunk_size: int, rows: str) -> Tensor:
         dt = _mm_dtype(h)
+        fused = _rows_kernel(rows, dt, h.device)
         acc = torch.promote_types(dt, torch.float32)  # softmax and sums: float32 (float64 stays float64)
         hm, wm = h.to(dt), weight.to(dt)
         N = h.shape[0]
@@ -47,6 +73,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
             z = hc @ wm.t()  # [n, V]
             if bias is not None:
                 z = z + bias.to(dt)
+            if fused:  # loss and g in one kernel; g overwrites z in the matmul dtype
+                from .triton_rows import xent_rows_
+
+                loss_rows = torch.empty(e - s, dtype=torch.float32, device=h.device)
+                xent_rows_(z, tc, loss_rows, softcap=softcap, ignore_index=ignore_index)
+                total += loss_rows.sum()
+                if need_b:
+                    db += z.sum(0, dtype=acc)
+                if need_h:
+                    dh[s:e] = z @ wm
+                if need_w:
+                    dw += (z.t() @ hc).to(dw.dtype)
+                continue
             z = z.to(acc)
             if softcap is not None:
                 t = torch.tanh(z / softcap)
@@ -81,12 +120,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         gh = None if dh is None else dh * scale.to(dh.dtype)
         gw = None if dw is None else (dw * scale).to(ctx.weight_dtype)
         gb = None if db is None else (db * scale).to(ctx.bias_dtype)
-        return gh, gw, gb, None, None, None, None
+        return gh, gw, gb, None, None, None, None, None
 
 
 @torch.compiler.disable
 def linear_cross_entropy_chunked(h: Tensor, weight: Tensor, targets: Tensor, bias: Tensor | None = None, *,
-                                 softcap: float | None = None, ignore_index: int = -100, chunk_size: int = 4096) -> Tensor:
+                                 softcap: float | None = None, ignore_index: int = -100, chunk_size: int = 4096,
+                                 rows: str = "auto") -> Tensor:
     """h [N, C], weight [V, C], targets [N] -> mean loss (float32, or float64 for float64 h). Runs outside torch.compile's
-    graph (it holds its own loop), so a compiled model breaks its graph once, before the loss."""
-    return _LinearCrossEntropy.apply(h, weight, bias, targets, softcap, ignore_index, chunk_size)
+    graph (it holds its own loop), so a compiled model breaks its graph once, before the loss. ``rows``: see
+    :func:`_rows_kernel`."""
+    return _LinearCrossEntropy.apply(h, weight, bias, targets, softcap, ignore_index, chunk_size, rows)
