@@ -71,7 +71,15 @@ def test_rows_triton_refuses_what_it_cannot_run():
 
 @pytest.mark.gpu
 @on_gpu
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("softcap,bias", [(None, False), (30.0, True)])
-def test_rows_kernel_on_gpu(dtype, tol, softcap, bias):
-    _check(3000, 256, 32000, bias, softcap, dtype, tol, "cuda", chunk_size=1024)
+def test_rows_kernel_on_gpu(softcap, bias):
+    """float32 against the float64 reference; bf16 against the PyTorch rows on the same bf16
+    logits (bf16 rounding of peaked logits moves the softmax itself by more than any kernel error)."""
+    _check(3000, 256, 32000, bias, softcap, torch.float32, 1e-4, "cuda", chunk_size=1024)
+    h, w, b, t = _case(3000, 256, 32000, bias, "cuda")
+    kw = dict(form="chunked", softcap=softcap, chunk_size=1024)
+    ref = _run(h, w, b, t, torch.bfloat16, rows="torch", **kw)
+    got = _run(h, w, b, t, torch.bfloat16, rows="triton", **kw)
+    for name, a, r in zip(["loss", "dh", "dw", "db"], got, ref):
+        err = ((a.double() - r.double()).norm() / r.double().norm()).item()
+        assert err < 1e-2, f"bf16 {name}: relative error {err:.2e} against rows='torch'"

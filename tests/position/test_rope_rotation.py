@@ -144,3 +144,22 @@ def test_gradients(over):
     k = torch.randn(1, 1, 3, 16, dtype=torch.float64, requires_grad=True)
     pos = torch.tensor([[0, 4, 9]])
     assert torch.autograd.gradcheck(lambda a, b: m.rotate(a, b, pos), (q, k))
+
+
+@pytest.mark.parametrize("T", [3, 40])  # few tokens: angles inline; more: the rope_cos_sin op
+@pytest.mark.parametrize("scaling", ["none", "dynamic"])
+def test_rotation_compiled_equals_eager_and_reference(T, scaling):
+    """Both ways of making the angles give the complex formula's rotation, eager and under
+    torch.compile (the op stays opaque to the compiler; inlined angles fuse)."""
+    kw = {} if scaling == "none" else {"scaling": {"kind": "dynamic", "factor": 2.0, "original_max_positions": 16}}
+    r = rope(head_dim=8, **kw)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 2, T, 8, generator=g), torch.randn(2, 2, T, 8, generator=g)
+    positions = torch.stack([torch.arange(T), torch.arange(T) + 5])
+    eager = r.rotate(q, k, positions)
+    compiled = torch.compile(lambda q, k, p: r.rotate(q, k, p), fullgraph=True)(q, k, positions)
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    if scaling == "none":
+        ref = complex_reference(q.double(), positions, 10000.0, 8, False)
+        torch.testing.assert_close(eager[0].double(), ref, rtol=1e-5, atol=1e-5)

@@ -43,6 +43,25 @@ def rope_inv_freq(cfg: PositionConfig, rot_dim: int, seq_len: torch.Tensor | Non
     return scaled_inv_freq(cfg, rot_dim, seq_len)
 
 
+@torch.library.custom_op("archlab::rope_cos_sin", mutates_args=())
+def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, attn_factor: float,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [B, T, R] of the angles positions [B, T] x inv_freq [R] (or [B, 1, R]), from
+    float64 angles, times ``attn_factor``, in ``dtype``.
+
+    An opaque op on purpose: torch.compile would otherwise inline the float64 cos/sin into the
+    rotation kernel of q and k and recompute them for every head and element (measured on an
+    H200: 4.9 ms of a 116.7 ms training step of a 1.1B model); here they are made once per call."""
+    ang = positions.to(torch.float64)[..., None] * inv_freq
+    return (ang.cos() * attn_factor).to(dtype), (ang.sin() * attn_factor).to(dtype)
+
+
+@rope_cos_sin.register_fake
+def _rope_cos_sin_shape(positions, inv_freq, attn_factor, dtype):
+    shape = torch.broadcast_shapes((*positions.shape, 1), inv_freq.shape)
+    return positions.new_empty(shape, dtype=dtype), positions.new_empty(shape, dtype=dtype)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
     """Rotate the first 2R dims of x [B, H, T, D] by angles with cos/sin [B, 1, T, R]."""
     r2 = cos.shape[-1] * 2
@@ -100,10 +119,12 @@ class RoPE(PositionEncoding):
         inv_freq = self.current_inv_freq(positions)
         if inv_freq.dim() == 2:
             inv_freq = inv_freq[:, None]  # [B, 1, R]: one set per row
-        ang = positions.to(torch.float64)[..., None] * inv_freq  # [B, T, R]
-        cos = (ang.cos() * self.attn_factor).to(dtype)[:, None]
-        sin = (ang.sin() * self.attn_factor).to(dtype)[:, None]
-        return cos, sin
+        if positions.shape[-1] <= 16:  # decoding: a compiled step fuses these few angles into the rotation
+            ang = positions.to(torch.float64)[..., None] * inv_freq  # [B, T, R]
+            cos, sin = (ang.cos() * self.attn_factor).to(dtype), (ang.sin() * self.attn_factor).to(dtype)
+        else:
+            cos, sin = rope_cos_sin(positions, inv_freq, float(self.attn_factor), dtype)  # [B, T, R]
+        return cos[:, None], sin[:, None]
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.rot_dim == 0 or positions.numel() == 0:
