@@ -93,6 +93,28 @@ def cases(B, H, T, D, chunk_size):
     return rows
 
 
+def agreement(B, H, T, D, chunk_size) -> list[list[str]]:
+    """Rows: ours (Triton form) against fla on the same bf16 inputs, forward output, relative error
+    ||ours - fla|| / ||fla||. fla lays heads out [B, T, H, D]; ours [B, H, T, D]."""
+    if not FLA:
+        return []
+    g = torch.Generator(device="cuda").manual_seed(T)
+    q, k, v, gate = (torch.randn(B, H, T, D, device="cuda", generator=g).to(torch.bfloat16) for _ in range(4))
+    gate = F.logsigmoid(gate.float()).div(16).to(torch.bfloat16)
+    t = lambda x: x.transpose(1, 2).contiguous()  # noqa: E731
+    rows = []
+    with torch.no_grad():
+        pairs = (("linear_attn", linear_attn(q, k, v, form="triton", chunk_size=chunk_size)[0],
+                  chunk_linear_attn(t(q), t(k), t(v), normalize=False)[0]),
+                 ("gla", gla(q, k, v, gate, form="triton", chunk_size=chunk_size)[0],
+                  chunk_gla(t(q), t(k), t(v), t(gate))[0]))
+        for name, ours, ref in pairs:
+            ref = ref.transpose(1, 2).float()
+            err = ((ours.float() - ref).norm() / ref.norm()).item()
+            rows.append([name, "check", str(T), "triton vs fla output", "rel. error", f"{err:.1e}", ""])
+    return rows
+
+
 def write_table(args, header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -147,6 +169,13 @@ def main() -> None:
             print(f"T={T}: building inputs failed: {type(exc).__name__}: {exc}")
             free()
             continue
+        try:
+            for row in agreement(args.batch, args.heads, T, args.dim, args.chunk_size):
+                rows.append(row)
+                print(" | ".join(row), flush=True)
+        except Exception as exc:  # noqa: BLE001 - report and go on to the timings
+            print(f"T={T}: check failed: {type(exc).__name__}: {exc}")
+            free()
         for name, form, ours, ref_name, ref in items:
             if args.forms and form not in args.forms:
                 continue
