@@ -11,6 +11,8 @@ compile or launch error included) is reported as such and the run goes on. fla i
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
 import statistics
 import sys
 import time
@@ -25,6 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from archlab.ops.gla import gla  # noqa: E402
 from archlab.ops.linear_attn import linear_attn  # noqa: E402
 
+try:
+    import triton
+except ImportError:
+    triton = None
 try:
     from fla.ops.gla import chunk_gla
     from fla.ops.linear_attn import chunk_linear_attn
@@ -120,10 +126,13 @@ def write_table(args, header, rows) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     table = "\n".join(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    versions = f"Triton {triton.__version__}" if triton else "no Triton"
+    if FLA:
+        versions += f" | flash-linear-attention {importlib.metadata.version('flash-linear-attention')}"
     args.out.write_text(
-        f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, B={args.batch} H={args.heads} "
-        f"D={args.dim}, bf16, forward+backward, CUDA-event median of {args.iters} runs, "
-        f"chunk_size={args.chunk_size}\n\n{table}\n")
+        f"## Linear attention forward+backward (B={args.batch}, H={args.heads}, D={args.dim}, bf16 inputs)\n\n"
+        f"{torch.cuda.get_device_name()} | torch {torch.__version__} | {versions} | {datetime.date.today()}\n\n"
+        f"CUDA-event median of {args.iters} runs, chunk_size={args.chunk_size}\n\n{table}\n")
     return table
 
 
