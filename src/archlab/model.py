@@ -41,7 +41,7 @@ class Block(nn.Module):
         p = self.placement
         pad = {} if mask is None else {"mask": mask}  # [B, T] True = real token, only for padded batches
         mix = lambda h: self.mixer(h, positions=positions, cache=cache, **pad)  # noqa: E731
-        ffn = (lambda h: self.ffn(h, token_ids=token_ids)) if self.ffn is not None else None  # noqa: E731
+        ffn = (lambda h: self.ffn(h, token_ids=token_ids, **pad)) if self.ffn is not None else None  # noqa: E731
         if p == "pre":
             x = x + mix(self.mixer_norm(x))
             return x + ffn(self.ffn_norm(x)) if ffn is not None else x

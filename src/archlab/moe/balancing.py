@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 
-def balance_loss(probs: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+def balance_loss(probs: torch.Tensor, selected: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """E * sum_i f_i P_i per sequence, averaged over sequences.
 
     probs: [B, T, E] router distribution (softmax, or DeepSeek-V3's normalised sigmoid scores s');
@@ -19,21 +19,27 @@ def balance_loss(probs: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     this is the Switch Transformer loss (Fedus et al. 2021, eq. 4); per sequence it is DeepSeek-V3's
     sequence-wise balance loss (eq. 17-20: there f_i = E count_i / (K T), the same product).
     transformers' ``load_balancing_loss_func`` normalises f by T only, so its value is K times this.
+    valid: [B, T] bool (False = padding): T becomes each sequence's real tokens, and sequences with
+    none are left out of the mean.
     """
     B, T, E = probs.shape
     K = selected.shape[-1]
+    w = torch.ones(B, T, dtype=torch.float32, device=probs.device) if valid is None else valid.float()
     counts = torch.zeros(B, E, dtype=torch.float32, device=probs.device).scatter_add_(
-        1, selected.reshape(B, T * K), torch.ones(B, T * K, dtype=torch.float32, device=probs.device)
+        1, selected.reshape(B, T * K), w[..., None].expand(B, T, K).reshape(B, T * K)
     )  # [B, E]
-    f = counts / (T * K)
-    P = probs.float().mean(dim=1)  # [B, E]
-    return E * (f * P).sum(dim=-1).mean()
+    n = w.sum(dim=1)  # [B] real tokens per sequence
+    f = counts / (n[:, None] * K).clamp_min(1.0)
+    P = (probs.float() * w[..., None]).sum(dim=1) / n[:, None].clamp_min(1.0)  # [B, E]
+    per_seq = E * (f * P).sum(dim=-1)  # [B]
+    return per_seq.mean() if valid is None else per_seq.sum() / (n > 0).sum().clamp_min(1)
 
 
-def z_loss(logits: torch.Tensor) -> torch.Tensor:
+def z_loss(logits: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Router z-loss, ST-MoE (Zoph et al. 2022, eq. 5): mean over tokens of logsumexp(logits)^2.
-    logits: [N, E]."""
-    return torch.logsumexp(logits.float(), dim=-1).square().mean()
+    logits: [N, E]; valid: [N] bool or None (pads left out of the mean)."""
+    z = torch.logsumexp(logits.float(), dim=-1).square()
+    return z.mean() if valid is None else (z * valid).sum() / valid.sum().clamp_min(1)
 
 
 @torch.no_grad()

@@ -72,18 +72,24 @@ class MoE(nn.Module):
     def _aux_loss(self, r: Routing, B: int, T: int, device: torch.device) -> torch.Tensor:
         cfg = self.cfg
         total = torch.zeros((), dtype=torch.float32, device=device)
+        v = r.valid  # [N] or None
         if cfg.load_balance_coef > 0:
-            total = total + cfg.load_balance_coef * balance_loss(r.probs[None], r.selected[None])
+            total = total + cfg.load_balance_coef * balance_loss(r.probs[None], r.selected[None],
+                                                                 None if v is None else v[None])
         if cfg.seq_balance_coef > 0:
             E, K = cfg.num_experts, cfg.top_k
-            total = total + cfg.seq_balance_coef * balance_loss(r.probs.view(B, T, E), r.selected.view(B, T, K))
+            total = total + cfg.seq_balance_coef * balance_loss(r.probs.view(B, T, E), r.selected.view(B, T, K),
+                                                                None if v is None else v.view(B, T))
         if cfg.z_loss_coef > 0:
-            total = total + cfg.z_loss_coef * z_loss(r.logits)
+            total = total + cfg.z_loss_coef * z_loss(r.logits, v)
         return total
 
-    def forward(self, x: torch.Tensor, *, token_ids: torch.Tensor | None = None, **_: object) -> torch.Tensor:
-        """x: [B, T, C]; token_ids: [B, T] integers, needed by hash routing only. Other keywords that
-        a block passes to every FFN are ignored."""
+    def forward(self, x: torch.Tensor, *, token_ids: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                **_: object) -> torch.Tensor:
+        """x: [B, T, C]; token_ids: [B, T] integers, needed by hash routing only; mask: [B, T] bool,
+        False on the pads of a left-padded batch (they take no capacity and count in no loss or
+        statistic; their outputs are not meaningful). Other keywords that a block passes to every
+        FFN are ignored."""
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x: expected [batch, time, {self.d_model}], got shape {tuple(x.shape)}")
         B, T, C = x.shape
@@ -94,8 +100,11 @@ class MoE(nn.Module):
                 f"token_ids: MoE layer {self.layer_idx} uses hash routing, which needs the token ids: "
                 "call forward(x, token_ids=LongTensor[B, T])"
             )
+        if mask is not None and (tuple(mask.shape) != (B, T) or mask.dtype != torch.bool):
+            raise ValueError(f"mask: expected bool of shape [{B}, {T}], got {mask.dtype} {tuple(mask.shape)}")
         xf = x.reshape(B * T, C)  # [N, C]
-        r = self.router(xf, None if token_ids is None else token_ids.reshape(B * T))
+        r = self.router(xf, None if token_ids is None else token_ids.reshape(B * T),
+                        None if mask is None else mask.reshape(B * T))
         y = self._experts(xf, r)  # [N, C]
         if self.cfg.shared_experts:
             shared = self.shared_experts(xf)  # [N, C]

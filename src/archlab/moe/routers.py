@@ -5,7 +5,8 @@ G groups, S (token, expert) assignments.
 
 Every router returns a :class:`Routing`: flat assignments (token, expert, weight) that the
 dispatch op consumes, plus the router distribution and the loads that the balancing losses and
-statistics need. Router scores are computed in float32 whatever the model dtype (the "selective
+statistics need. ``valid`` [N] bool (False = a padding token of a left-padded batch) keeps pads
+out of the loads, the capacity and expert choice; their outputs are never read. Router scores are computed in float32 whatever the model dtype (the "selective
 precision" of ST-MoE, Zoph et al. 2022: the softmax and top-k are sensitive to rounding).
 """
 from __future__ import annotations
@@ -34,9 +35,10 @@ class Routing:
     probs: torch.Tensor | None = None  # [N, E] float32 router distribution (losses, entropy)
     logits: torch.Tensor | None = None  # [N, E] float32 (z-loss)
     selected: torch.Tensor | None = None  # [N, K] token-choice picks before capacity (balance losses)
+    valid: torch.Tensor | None = None  # [N] bool, False = padding (absent: every token is real)
 
 
-RouteFn = Callable[["Router", torch.Tensor, "torch.Tensor | None"], Routing]
+RouteFn = Callable[["Router", torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"], Routing]
 ROUTERS: Registry[RouteFn] = Registry("moe.router")
 
 
@@ -71,16 +73,19 @@ class Router(nn.Module):
             x = x * torch.empty_like(x).uniform_(1.0 - eps, 1.0 + eps)
         return F.linear(x.float(), self.weight.float())
 
-    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> Routing:
-        """x: [N, C]; token_ids: [N] (hash routing only) -> Routing."""
-        return self.route_fn(self, x, token_ids)
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None) -> Routing:
+        """x: [N, C]; token_ids: [N] (hash routing only); valid: [N] bool or None -> Routing."""
+        return self.route_fn(self, x, token_ids, valid)
 
 
-def _counts(expert_idx: torch.Tensor, num_experts: int) -> torch.Tensor:
-    flat = expert_idx.reshape(-1)
-    return torch.zeros(num_experts, dtype=torch.float32, device=flat.device).scatter_add_(
-        0, flat, torch.ones(flat.shape, dtype=torch.float32, device=flat.device)
-    )
+def _counts(selected: torch.Tensor, num_experts: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, K] picks -> [E] float32 assignments per expert, pads not counted."""
+    ones = torch.ones(selected.shape, dtype=torch.float32, device=selected.device)
+    if valid is not None:
+        ones = ones * valid[:, None]
+    return torch.zeros(num_experts, dtype=torch.float32, device=selected.device).scatter_add_(
+        0, selected.reshape(-1), ones.reshape(-1))
 
 
 def _limit_groups(choice: torch.Tensor, cfg: MoEConfig) -> torch.Tensor:
@@ -97,26 +102,31 @@ def _limit_groups(choice: torch.Tensor, cfg: MoEConfig) -> torch.Tensor:
     return grouped.masked_fill(~keep[..., None], float("-inf")).view(N, E)
 
 
-def _per_token(cfg: MoEConfig, selected: torch.Tensor, weight: torch.Tensor, *, training: bool = True, **extra) -> Routing:
+def _per_token(cfg: MoEConfig, selected: torch.Tensor, weight: torch.Tensor, *, training: bool = True,
+               valid: torch.Tensor | None = None, **extra) -> Routing:
     """[N, K] picks and weights -> flat token-major assignments, dropping those over capacity.
 
     Tokens are dropped in training only: at inference a token's experts must not depend on
-    which other tokens share its batch, or cached decoding would differ from the full forward."""
+    which other tokens share its batch, or cached decoding would differ from the full forward.
+    The capacity is the share of all N tokens (a static size; pads included), but pads never
+    take any of it, and the dropped fraction counts real assignments only."""
     N, K = selected.shape
     token_idx = None  # token-major: assignment s belongs to token s // K
     expert_idx, flat_weight = selected.reshape(-1), weight.reshape(-1)  # [N*K]
     dropped = torch.zeros((), device=selected.device)
     if cfg.capacity_factor is not None and training:
         cap = expert_capacity(cfg.capacity_factor, N, K, cfg.num_experts)
-        keep = keep_within_capacity(selected, cap, cfg.num_experts).reshape(-1)  # [N*K]
-        dropped = 1.0 - keep.float().mean()
+        keep = keep_within_capacity(selected, cap, cfg.num_experts, valid).reshape(-1)  # [N*K]
+        n_real = float(N * K) if valid is None else (valid.float().sum() * K).clamp_min(1.0)
+        dropped = 1.0 - keep.float().sum() / n_real
         token_idx = torch.arange(N, device=selected.device).repeat_interleave(K)[keep]  # [S]
         expert_idx, flat_weight = expert_idx[keep], flat_weight[keep]
-    return Routing(token_idx, expert_idx, flat_weight, _counts(selected, cfg.num_experts), dropped,
-                   selected=selected, **extra)
+    return Routing(token_idx, expert_idx, flat_weight, _counts(selected, cfg.num_experts, valid), dropped,
+                   selected=selected, valid=valid, **extra)
 
 
-def _token_choice(router: Router, x: torch.Tensor, token_ids: torch.Tensor | None) -> Routing:
+def _token_choice(router: Router, x: torch.Tensor, token_ids: torch.Tensor | None,
+                  valid: torch.Tensor | None = None) -> Routing:
     cfg = router.cfg
     logits = router.logits(x)  # [N, E]
     if cfg.router == "softmax_topk":
@@ -140,7 +150,7 @@ def _token_choice(router: Router, x: torch.Tensor, token_ids: torch.Tensor | Non
         if cfg.norm_topk_prob:
             weight = weight / (weight.sum(dim=-1, keepdim=True) + 1e-20)
     weight = weight * cfg.routed_scaling_factor
-    return _per_token(cfg, selected, weight, training=router.training, probs=probs, logits=logits)
+    return _per_token(cfg, selected, weight, training=router.training, valid=valid, probs=probs, logits=logits)
 
 
 for _kind in ("softmax_topk", "topk_softmax", "sigmoid"):
@@ -148,22 +158,30 @@ for _kind in ("softmax_topk", "topk_softmax", "sigmoid"):
 
 
 @ROUTERS.register("expert_choice")
-def _expert_choice(router: Router, x: torch.Tensor, token_ids: torch.Tensor | None) -> Routing:
+def _expert_choice(router: Router, x: torch.Tensor, token_ids: torch.Tensor | None,
+                   valid: torch.Tensor | None = None) -> Routing:
     """Zhou et al. 2022, "Mixture-of-Experts with Expert Choice Routing", eq. 1: S = softmax(X W_g)
     over experts; each expert takes the top-c tokens of its column of S, weighted by S. Here
-    c = capacity_factor * top_k * N / E, so top_k * capacity_factor is the average experts per token."""
+    c = capacity_factor * top_k * N / E, so top_k * capacity_factor is the average experts per token.
+    Pads rank below every real token; an expert left with slots only pads could fill gives them
+    weight 0, and counts and the unserved share count real tokens only."""
     cfg = router.cfg
     logits = router.logits(x)  # [N, E]
     probs = logits.softmax(dim=-1)
     N, E = probs.shape
     cap = expert_capacity(cfg.capacity_factor or 1.0, N, cfg.top_k, E)
-    weight, token_idx = probs.t().topk(cap, dim=-1)  # [E, cap] each
+    rank = probs if valid is None else probs.masked_fill(~valid[:, None], -1.0)
+    _, token_idx = rank.t().topk(cap, dim=-1)  # [E, cap]
+    weight = probs.t().gather(1, token_idx)  # [E, cap]
     expert_idx = torch.arange(E, device=x.device).repeat_interleave(cap)  # [E*cap]
     token_idx = token_idx.reshape(-1)  # [E*cap]
-    served = torch.zeros(N, dtype=torch.bool, device=x.device).index_fill_(0, token_idx, True)
-    counts = torch.full((E,), float(cap), device=x.device)
-    return Routing(token_idx, expert_idx, weight.reshape(-1), counts, 1.0 - served.float().mean(),
-                   probs=probs, logits=logits)
+    real = torch.ones(N, dtype=torch.bool, device=x.device) if valid is None else valid
+    taken = real[token_idx]  # [E*cap] False where a slot went to a pad
+    weight = weight.reshape(-1) * taken
+    served = torch.zeros(N, dtype=torch.bool, device=x.device).index_fill_(0, token_idx, True) & real
+    counts = taken.view(E, cap).float().sum(-1)
+    unserved = 1.0 - served.float().sum() / real.float().sum().clamp_min(1.0)
+    return Routing(token_idx, expert_idx, weight, counts, unserved, probs=probs, logits=logits, valid=valid)
 
 
 def hash_experts(token_ids: torch.Tensor, layer_idx: int, num_experts: int, top_k: int) -> torch.Tensor:
@@ -179,10 +197,11 @@ def hash_experts(token_ids: torch.Tensor, layer_idx: int, num_experts: int, top_
 
 
 @ROUTERS.register("hash")
-def _hash(router: Router, x: torch.Tensor, token_ids: torch.Tensor | None) -> Routing:
+def _hash(router: Router, x: torch.Tensor, token_ids: torch.Tensor | None,
+          valid: torch.Tensor | None = None) -> Routing:
     cfg = router.cfg
     if token_ids is None:
         raise ValueError("token_ids: hash routing needs the token ids; call MoE.forward(x, token_ids=LongTensor[B, T])")
     selected = hash_experts(token_ids.reshape(-1), router.layer_idx, cfg.num_experts, cfg.top_k)  # [N, K]
     weight = torch.full(selected.shape, 1.0 / cfg.top_k, device=x.device)  # the k experts are averaged
-    return _per_token(cfg, selected, weight)
+    return _per_token(cfg, selected, weight, training=router.training, valid=valid)
