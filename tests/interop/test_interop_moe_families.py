@@ -126,6 +126,10 @@ def test_exported_experts_are_per_expert_and_the_mtp_layer_is_skipped(tmp_path):
     state["model.layers.2.eh_proj.weight"] = torch.zeros(4, 4)  # the MTP layer of a 2-layer model
     safetensors.torch.save_file(state, str(tmp_path / "out" / "model.safetensors"))
     torch.testing.assert_close(from_hf(tmp_path / "out")(_ids()), hf(_ids()).logits)
+    # a bf16 load keeps the router's correction bias in float32 (its updates are ~1e-3 steps)
+    bias = from_hf(tmp_path / "out", dtype=torch.bfloat16).blocks[1].ffn.router.e_score_correction_bias
+    assert bias.dtype == torch.float32
+    torch.testing.assert_close(bias, hf.model.layers[1].mlp.gate.e_score_correction_bias, rtol=0, atol=0)
 
 
 @torch.no_grad()

@@ -140,7 +140,9 @@ def install(model: nn.Module, name: str, tensor: torch.Tensor, *, source: str = 
     if tuple(tensor.shape) != tuple(old.shape):
         what = f"{source} -> {name}" if source and source != name else name
         raise CheckpointError(f"{what}: the checkpoint holds shape {tuple(tensor.shape)}, the config gives {tuple(old.shape)}")
-    if dtype is not None and tensor.is_floating_point():
+    if leaf in getattr(mod, "float32_buffers", ()):
+        tensor = tensor.to(torch.float32)  # kept float32 whatever the model's dtype (e.g. a router's bias)
+    elif dtype is not None and tensor.is_floating_point():
         tensor = tensor.to(dtype)
     if device is not None:
         tensor = tensor.to(device)

@@ -47,6 +47,8 @@ class Router(nn.Module):
     ``correction_bias`` is set, the float32 buffer ``e_score_correction_bias`` [E] (DeepSeek-V3's
     name), which is added to the scores for choosing experts but never to the weights."""
 
+    float32_buffers = ("e_score_correction_bias",)  # never cast with the model (loaders honour this too)
+
     def __init__(self, cfg: MoEConfig, d_model: int, layer_idx: int = 0):
         super().__init__()
         self.cfg, self.layer_idx = cfg, layer_idx
@@ -58,11 +60,12 @@ class Router(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # model.to(bfloat16) must not round the bias: its aux-loss-free updates are ~1e-3 steps
-        old = self._buffers.get("e_score_correction_bias")
+        old = {n: self._buffers.get(n) for n in self.float32_buffers}
         super()._apply(fn, recurse)
-        new = self._buffers.get("e_score_correction_bias")
-        if old is not None and new is not None and new.dtype != torch.float32:
-            self._buffers["e_score_correction_bias"] = old.to(device=new.device, dtype=torch.float32)
+        for n, before in old.items():
+            new = self._buffers.get(n)
+            if before is not None and new is not None and new.dtype != torch.float32:
+                self._buffers[n] = before.to(device=new.device, dtype=torch.float32)
         return self
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
