@@ -139,6 +139,8 @@ def run_row(row: str, kind: str, batch: int, a) -> dict:
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1e3)
         dt = statistics.median(times)
+        if a.profile and row != "transformers":
+            profile_steps(step, f"{kind} {row} batch {batch}")
         tok_s = batch * a.seq / dt
         return dict(row=row, kind=kind, batch=batch, params=n_params, step_ms=dt * 1e3, tok_s=tok_s,
                     peak_gib=torch.cuda.max_memory_allocated() / 2**30, warm_s=warm_s, loss=loss.item(),
@@ -153,6 +155,20 @@ def run_row(row: str, kind: str, batch: int, a) -> dict:
         gc.collect()
         torch.cuda.empty_cache()
         torch._dynamo.reset()
+
+
+def profile_steps(step, label: str, steps: int = 2) -> None:
+    """Kernel table of ``steps`` training steps: where a step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    ev = prof.key_averages()
+    busy = sum(e.self_device_time_total for e in ev) / steps / 1e3
+    print(f"--- {label}: {busy:.1f} ms of kernel time per step")
+    print(ev.table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=80), flush=True)
 
 
 def check_ops() -> None:
@@ -199,6 +215,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
     ap.add_argument("--check", action="store_true", help="first compare the chunked ops with the reference on the GPU")
+    ap.add_argument("--profile", action="store_true", help="print the kernels of two steps of each of our rows")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("ssm_gpu.py needs a CUDA device")
