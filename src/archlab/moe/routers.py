@@ -6,8 +6,9 @@ G groups, S (token, expert) assignments.
 Every router returns a :class:`Routing`: flat assignments (token, expert, weight) that the
 dispatch op consumes, plus the router distribution and the loads that the balancing losses and
 statistics need. ``valid`` [N] bool (False = a padding token of a left-padded batch) keeps pads
-out of the loads, the capacity and expert choice; their outputs are never read. Router scores are computed in float32 whatever the model dtype (the "selective
-precision" of ST-MoE, Zoph et al. 2022: the softmax and top-k are sensitive to rounding).
+out of the loads, the capacity and expert choice; their outputs are never read. Router scores
+are computed in float32 whatever the model dtype (the "selective precision" of ST-MoE, Zoph et
+al. 2022: the softmax and top-k are sensitive to rounding).
 """
 from __future__ import annotations
 

