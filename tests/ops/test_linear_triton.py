@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from archlab.ops.gla import gla
 from archlab.ops.linear_attn import linear_attn
+from archlab.ops.simple_gla import simple_gla
 from archlab.ops.linear_attn.common import auto_triton
 
 TRITON = importlib.util.find_spec("triton") is not None
@@ -32,7 +33,7 @@ interpreter = pytest.mark.skipif(
 on_gpu = pytest.mark.skipif(not (TRITON and CUDA) or INTERPRET, reason="needs CUDA and triton (and TRITON_INTERPRET unset)")
 
 
-def _inputs(B, H, T, Dk, Dv, device, gated, seed=0, bthd=False):
+def _inputs(B, H, T, Dk, Dv, device, gated, seed=0, bthd=False, scalar=False):
     """bthd: q, k, v, g are [B, H, T, D] views of [B, T, H, D] memory (as a mixer's heads)."""
     g = torch.Generator(device=device).manual_seed(seed)
 
@@ -43,6 +44,8 @@ def _inputs(B, H, T, Dk, Dv, device, gated, seed=0, bthd=False):
     x = {"q": r(B, H, T, Dk), "k": r(B, H, T, Dk), "v": r(B, H, T, Dv), "s0": r(B, H, Dk, Dv)}
     if gated:
         x["g"] = F.logsigmoid(r(B, H, T, Dk) + 1.0)
+    if scalar:  # one log decay per step and head
+        x["g"] = F.logsigmoid(r(B, H, T, 1)[..., 0] + 2.0)
     return x
 
 
@@ -111,13 +114,38 @@ def test_gla_triton_interpreted(T, C, D, with_s0):
     _compare(lambda x, form: _gla(x, form, chunk_size=C), x, torch.float32, 1e-5)
 
 
+def _sgla(x, form, chunk_size=16):
+    return simple_gla(x["q"], x["k"], x["v"], x["g"], scale=0.3, initial_state=x.get("s0"), output_final_state=True,
+                      form=form, chunk_size=chunk_size)
+
+
 @interpreter
-@pytest.mark.parametrize("op", ["linear_attn", "gla"])
+@pytest.mark.parametrize("T,C,D,with_s0", [(37, 16, 16, True), (37, 32, 16, False), (64, 32, 16, True), (40, 16, 80, True)])
+def test_scalar_gate_triton_interpreted(T, C, D, with_s0):
+    """simple GLA (one decay per step and head): outputs, final state and every gradient, the
+    scalar gate's included. D=80: two Dk/Dv tiles, the second partly masked."""
+    x = _inputs(1, 2, T, D, D + 8, "cpu", gated=False, scalar=True, bthd=C == 32)
+    if not with_s0:
+        del x["s0"]
+    _compare(lambda x, form: _sgla(x, form, chunk_size=C), x, torch.float32, 1e-5)
+
+
+@interpreter
+def test_scalar_gate_strong_decay_stays_finite():
+    x = _inputs(1, 1, 32, 16, 16, "cpu", gated=False, scalar=True)
+    x["g"] = torch.full_like(x["g"], -30.0)
+    x["g"][..., ::5] = -0.01
+    # 3e-5: the float32 chunk form in PyTorch is as far from float64 here (dg 1.5e-5 of its largest)
+    _compare(lambda x, form: _sgla(x, form, chunk_size=32), x, torch.float32, 3e-5)
+
+
+@interpreter
+@pytest.mark.parametrize("op", ["linear_attn", "gla", "simple_gla"])
 def test_triton_low_precision_interpreted(op):
     """float16 inputs: matmul operands and stored states in float16, float32 accumulation (the
     interpreter's bfloat16 tl.dot is wrong, so bfloat16 is covered by the GPU tests)."""
-    x = _inputs(1, 2, 37, 16, 16, "cpu", gated=op == "gla")
-    fn = (lambda x, form: _gla(x, form)) if op == "gla" else _la
+    x = _inputs(1, 2, 37, 16, 16, "cpu", gated=op == "gla", scalar=op == "simple_gla")
+    fn = {"gla": lambda x, form: _gla(x, form), "simple_gla": lambda x, form: _sgla(x, form)}.get(op, _la)
     _compare(fn, x, torch.float16, 3e-3)
 
 
@@ -170,14 +198,15 @@ def test_auto_form_picks_triton_on_cuda():
 @pytest.mark.gpu
 @on_gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 6e-2)])
-@pytest.mark.parametrize("op", ["linear_attn", "linear_attn_norm", "gla"])
+@pytest.mark.parametrize("op", ["linear_attn", "linear_attn_norm", "gla", "simple_gla"])
 @pytest.mark.parametrize("T,C", [(1000, 64), (2048, 64), (1000, 128)])
 def test_triton_at_real_sizes_on_gpu(op, dtype, tol, T, C):
     """Against the chunk form in float64 (the parallel GLA reference would need [T, T, Dk] decays)."""
-    x = _inputs(2, 4, T, 128, 128, "cuda", gated=op == "gla")
+    x = _inputs(2, 4, T, 128, 128, "cuda", gated=op == "gla", scalar=op == "simple_gla")
     x["q"], x["k"] = x["q"] / 4, x["k"] / 4  # keep D=128 dot products in bf16 range
     fn = {"linear_attn": lambda x, f: _la(x, f, chunk_size=C),
-          "gla": lambda x, f: _gla(x, f, chunk_size=C)}.get(op)
+          "gla": lambda x, f: _gla(x, f, chunk_size=C),
+          "simple_gla": lambda x, f: _sgla(x, f, chunk_size=C)}.get(op)
     if op == "linear_attn_norm":
         x["s0"], x["z0"] = x["s0"].abs(), torch.rand(2, 4, 128, dtype=torch.float64, device="cuda")
         fn = lambda x, f: _la(x, f, normalize=True, chunk_size=C)  # noqa: E731

@@ -1,4 +1,5 @@
-"""The "triton" form of linear attention and GLA: chunked kernels (triton_kernels.py) behind one
+"""The "triton" form of linear attention, GLA and scalar-gated linear attention (simple GLA,
+retention, Mamba-2's SSD): chunked kernels (triton_kernels.py) behind one
 torch.autograd.Function, forward and backward in Triton.
 
 Supported: initial state, final state, scale, bf16/fp16/fp32 inputs (float32 accumulation,
@@ -72,7 +73,8 @@ def check_triton_inputs(chunk_size: int, *xs: Tensor | None) -> None:
 
 class ChunkTriton(torch.autograd.Function):
     """(q, k, v, g | None, s0 | None) -> (o [B, H, T, Dv] in out_dtype, final state [B, H, Dk, Dv] float32).
-    q, k, v share one dtype; g and s0 are float32."""
+    q, k, v share one dtype; g and s0 are float32. g is [B, H, T, Dk] (one log decay per key
+    channel, GLA) or [B, H, T] (one per head, a scalar gate)."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, s0, scale: float, chunk_size: int, out_dtype: torch.dtype):
@@ -81,8 +83,9 @@ class ChunkTriton(torch.autograd.Function):
         C = chunk_size
         N = -(-T // C)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        use_g = g is not None
-        b = _chunk_cumsum(g, C) if use_g else q  # [B, H, N*C, Dk] float32 (unused without gates)
+        gate = 0 if g is None else (2 if g.dim() == 3 else 1)
+        use_g = gate == 1  # per-channel gates: A is made by the sub-chunk kernel and stored
+        b = _chunk_cumsum(g, C) if gate else q  # [B, H, N*C(, Dk)] float32 (unused without gates)
         BH = B * H
         prec = "ieee" if q.dtype == torch.float32 else "tf32"  # no tf32 rounding for float32 inputs
         t = tiles(Dk, Dv, C)
@@ -90,22 +93,23 @@ class ChunkTriton(torch.autograd.Function):
         s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
         kern._state_scan[(t.NK, t.NVS, BH)](
             k, v, b, s0 if s0 is not None else s_final, hs, s_final, 1.0, T, N, Dk, Dv, C, t.BK, t.BVS,
-            False, use_g, s0 is not None, True, prec, **t.seq)
+            False, gate, s0 is not None, True, prec, **t.seq)
         A = q  # without gates Q K^T is recomputed where needed; with gates it is stored
         if use_g:
             A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
             kern._intra_gated_fwd[(N * (C // SUB_CHUNK), BH)](q, k, b, A, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
         o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
-        kern._output_fwd[(N * t.NV, BH)](q, k, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
-        ctx.save_for_backward(q, k, v, b if use_g else None, s0, hs, A if use_g else None)
-        ctx.cfg = (scale, C, use_g, prec, g.dtype if use_g else None)
+        kern._output_fwd[(N * t.NV, BH)](q, k, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, gate, prec, **t.par)
+        ctx.save_for_backward(q, k, v, b if gate else None, s0, hs, A if use_g else None)
+        ctx.cfg = (scale, C, gate, prec, g.dtype if gate else None)
         ctx.set_materialize_grads(False)
         return o, s_final
 
     @staticmethod
     def backward(ctx, do, d_final):
         q, k, v, b, s0, hs, A = ctx.saved_tensors
-        scale, C, use_g, prec, g_dtype = ctx.cfg
+        scale, C, gate, prec, g_dtype = ctx.cfg
+        use_g = gate == 1
         B, H, T, Dk = q.shape
         Dv = v.shape[-1]
         N = -(-T // C)
@@ -119,29 +123,34 @@ class ChunkTriton(torch.autograd.Function):
         ds0 = torch.empty_like(s0) if want_ds0 else None
         kern._state_scan[(t.NK, t.NVS, BH)](
             q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
-            Dk, Dv, C, t.BK, t.BVS, True, use_g, d_final is not None, want_ds0, prec, **t.seq)
+            Dk, Dv, C, t.BK, t.BVS, True, gate, d_final is not None, want_ds0, prec, **t.seq)
         A = q if A is None else A
         dv = torch.empty_like(v)
-        kern._dv_bwd[(N * t.NV, BH)](q, k, v, b, A, do, dhs, dv, scale, T, N, Dk, Dv, C, t.BK, t.BV, use_g, prec, **t.par)
+        kern._dv_bwd[(N * t.NV, BH)](q, k, v, b, A, do, dhs, dv, scale, T, N, Dk, Dv, C, t.BK, t.BV, gate, prec, **t.par)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
         dq_intra = dk_intra = dg = dq  # placeholders without gates
+        if gate:
+            dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)  # per channel (summed below for a scalar gate)
         if use_g:
             dA = torch.empty_like(A)
             kern._intra_dA[(N, BH)](do, v, dA, T, N, Dv, C, t.BV, prec, **t.par)
             dq_intra = q.new_empty(B, H, N * C, Dk, dtype=torch.float32)
             dk_intra = torch.empty_like(dq_intra)
-            dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)
             kern._intra_dqk_gated[(N * (C // SUB_CHUNK) * t.NK, BH)](
                 q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
         kern._dqkg_bwd[(N * t.NK, BH)](
             q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N, Dk, Dv, C, t.BK, t.BV,
-            use_g, prec, **t.par)
-        return dq, dk, dv, dg.to(g_dtype) if use_g else None, ds0, None, None, None
+            gate, prec, **t.par)
+        if gate == 2:
+            dg = dg.sum(-1)  # [B, H, T]: the scalar gate feeds every key channel
+        return dq, dk, dv, dg.to(g_dtype) if gate else None, ds0, None, None, None
 
 
 def _chunk_cumsum(g: Tensor, C: int) -> Tensor:
     """Inclusive cumsum of the log gates inside each chunk, float32, time padded to N*C
-    (zero gates: the padded rows repeat the last real row)."""
+    (zero gates: the padded rows repeat the last real row). g: [B, H, T, Dk] or [B, H, T]."""
+    if g.dim() == 3:
+        return _chunk_cumsum(g[..., None], C)[..., 0].contiguous()
     B, H, T, Dk = g.shape
     pad = (-T) % C
     gp = torch.nn.functional.pad(g.float(), (0, 0, 0, pad))  # [B, H, N*C, Dk]
@@ -151,8 +160,8 @@ def _chunk_cumsum(g: Tensor, C: int) -> Tensor:
 @torch.compiler.disable  # the kernels are already fused; inside a compiled model this is one opaque call
 def chunk_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, s0: Tensor | None, *, scale: float,
                  chunk_size: int, out_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """q, k: [B, H, T, Dk]; v: [B, H, T, Dv]; g: [B, H, T, Dk] log gates or None; s0: [B, H, Dk, Dv]
-    or None. q, k, v are cast to one dtype (float32 if they differ). Returns (o [B, H, T, Dv] in
+    """q, k: [B, H, T, Dk]; v: [B, H, T, Dv]; g: [B, H, T, Dk] or [B, H, T] (scalar) log gates, or
+    None; s0: [B, H, Dk, Dv] or None. q, k, v are cast to one dtype (float32 if they differ). Returns (o [B, H, T, Dv] in
     ``out_dtype`` (default v's), final state [B, H, Dk, Dv] float32)."""
     check_triton_inputs(chunk_size, q, k, v, g, s0)
     dt = q.dtype if q.dtype == k.dtype == v.dtype else torch.float32

@@ -1,7 +1,8 @@
 """Triton kernels of the chunked (gated) linear attention, forward and backward.
 
-One set of kernels serves linear attention (``USE_G=False``) and GLA (``USE_G=True``, one log
-decay per step and key channel). Per chunk n of C steps, with b the inclusive cumsum of the
+One set of kernels serves linear attention (``GATE=0``), GLA (``GATE=1``, one log decay per step
+and key channel) and scalar-gated linear attention (``GATE=2``, one log decay per step and head:
+simple GLA, RetNet, Mamba-2's SSD). Per chunk n of C steps, with b the inclusive cumsum of the
 log gates inside the chunk (b = 0 without gates), b_L its last row and h_n the state entering
 the chunk:
     o   = scale (Q ⊙ e^b) h_n + A V,        A_ij = scale sum_d q_id k_jd e^(b_id - b_jd)  (j <= i)
@@ -15,6 +16,9 @@ Backward, with dh' the gradient of h_{n+1} and dA = dO V^T (j <= i):
 Every exponent is kept <= 0 for gates <= 0: the intra-chunk terms of GLA are split into
 sub-chunks of BC rows; a pair of sub-chunks factors through the boundary row between them and
 pairs inside one sub-chunk are summed key by key (the masked exponent is set to -inf before exp).
+With a scalar gate the decay factors out of the channel sum, A = (Q K^T) ⊙ D with
+D_ij = e^(b_i - b_j) (j <= i), so the intra-chunk terms are plain matmuls as without gates; b is
+[BH, N*C] and the gate gradient is written per channel (the caller sums over Dk).
 
 The sequential kernel (_state_scan, forward and reverse) walks the chunks of one (batch*head,
 Dk tile, Dv tile) keeping the running state in registers; every other kernel is parallel over
@@ -72,8 +76,17 @@ def _causal_tile(a_ptr, t0, n_rows, T, C: tl.constexpr):
 
 
 @triton.jit
+def _decay(b, t0, C: tl.constexpr):
+    """(D [C, C] with D_ij = e^(b_i - b_j) for j <= i and 0 above, b of the chunk [C]) for a scalar gate."""
+    bs = tl.load(b + t0 + tl.arange(0, C))
+    rc = tl.arange(0, C)
+    d = tl.where(rc[:, None] >= rc[None, :], bs[:, None] - bs[None, :], float("-inf"))
+    return tl.exp(d), bs
+
+
+@triton.jit
 def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr, USE_G: tl.constexpr,
+                BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr, GATE: tl.constexpr,
                 HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, PREC: tl.constexpr):
     """The chunk-to-chunk recurrence, one [BK, BV] tile of the state in registers:
     forward (x=K, y=V):          hs[n] = h_n,  h_{n+1} = e^(b_L) ⊙ h_n + (K ⊙ e^(b_L - b))^T V;
@@ -81,7 +94,7 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.c
     h0 starts the walk (initial state / gradient of the final state); h_last is its end."""
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     k0, v0 = i_k * BK, i_v * BV
-    x, y, b = x + i_bh * T * DK, y + i_bh * T * DV, b + i_bh * N * C * DK
+    x, y, b = x + i_bh * T * DK, y + i_bh * T * DV, b + i_bh * N * C * (DK if GATE == 1 else 1)
     hs = hs + i_bh * N * DK * DV
     h = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
@@ -91,7 +104,7 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.c
         _put(hs + n * DK * DV, h, k0, v0, DK, DV, DV)
         xx = _tile(x, n * C, k0, T, DK, DK, C, BK)  # [C, BK]
         yy = _tile(y, n * C, v0, T, DV, DV, C, BV).to(x.dtype.element_ty)  # [C, BV]
-        if USE_G:
+        if GATE == 1:
             bb = _tile(b, n * C, k0, N * C, DK, DK, C, BK)
             b_last = _row(b, n * C + C - 1, k0, N * C, DK, BK)  # [BK]
             if REVERSE:
@@ -99,6 +112,14 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.c
             else:
                 xx = (xx * tl.exp(b_last[None, :] - bb)).to(x.dtype.element_ty)
             h = h * tl.exp(b_last)[:, None]
+        if GATE == 2:
+            bs = tl.load(b + n * C + tl.arange(0, C))  # [C]
+            bs_last = tl.load(b + n * C + C - 1)
+            if REVERSE:
+                xx = (xx * tl.exp(bs)[:, None]).to(x.dtype.element_ty)
+            else:
+                xx = (xx * tl.exp(bs_last - bs)[:, None]).to(x.dtype.element_ty)
+            h = h * tl.exp(bs_last)
         h += tl.dot(tl.trans(xx), yy, input_precision=PREC) * scale
     if STORE_LAST:
         _put(h_last + i_bh * DK * DV, h, k0, v0, DK, DV, DV)
@@ -137,26 +158,31 @@ def _intra_gated_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr,
 
 @triton.jit
 def _output_fwd(q, k, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
-                BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
-    """o of chunk n for one Dv tile. With gates A comes from _intra_fwd; without, Q K^T is
-    computed here (A is never stored)."""
+                BK: tl.constexpr, BV: tl.constexpr, GATE: tl.constexpr, PREC: tl.constexpr):
+    """o of chunk n for one Dv tile. With per-channel gates A comes from _intra_gated_fwd; without
+    gates or with a scalar gate, Q K^T is computed here (A is never stored)."""
     NV: tl.constexpr = (DV + BV - 1) // BV
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
-    q, k, v, b = q + i_bh * T * DK, k + i_bh * T * DK, v + i_bh * T * DV, b + i_bh * N * C * DK
+    q, k, v = q + i_bh * T * DK, k + i_bh * T * DK, v + i_bh * T * DV
+    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     hs, A, o = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C, o + i_bh * T * DV
     t0, v0 = i_n * C, i_v * BV
     acc = tl.zeros([C, BV], dtype=tl.float32)
     aa = tl.zeros([C, C], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(DK, BK)):
         qq = _tile(q, t0, i_k * BK, T, DK, DK, C, BK)
-        if USE_G:
+        if GATE == 1:
             qq = (qq * tl.exp(_tile(b, t0, i_k * BK, N * C, DK, DK, C, BK))).to(hs.dtype.element_ty)
         else:
             aa += tl.dot(qq, tl.trans(_tile(k, t0, i_k * BK, T, DK, DK, C, BK)), input_precision=PREC)
         acc += tl.dot(qq, _tile(hs, i_k * BK, v0, DK, DV, DV, BK, BV), input_precision=PREC)
     vv = _tile(v, t0, v0, T, DV, DV, C, BV)
-    if USE_G:
+    if GATE == 1:
         aa = _causal_tile(A, t0, N * C, T, C)
+    elif GATE == 2:
+        dec, bs = _decay(b, t0, C)
+        acc = acc * tl.exp(bs)[:, None]  # (Q ⊙ e^b) h = e^b ⊙ (Q h) for a scalar gate
+        aa = _causal(aa * dec, t0, T, C) * scale
     else:
         aa = _causal(aa, t0, T, C) * scale
     acc = acc * scale + tl.dot(aa.to(vv.dtype), vv, input_precision=PREC)
@@ -178,12 +204,13 @@ def _intra_dA(do, v, dA, T, N, DV: tl.constexpr, C: tl.constexpr, BV: tl.constex
 
 @triton.jit
 def _dv_bwd(q, k, v, b, A, do, dhs, dv, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
-            BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, PREC: tl.constexpr):
+            BK: tl.constexpr, BV: tl.constexpr, GATE: tl.constexpr, PREC: tl.constexpr):
     """dV = A^T dO + (K ⊙ e^(b_L - b)) dh' of chunk n for one Dv tile (A^T = K Q^T recomputed
-    here without gates)."""
+    here without gates or with a scalar gate)."""
     NV: tl.constexpr = (DV + BV - 1) // BV
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
-    q, k, b, A = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK, A + i_bh * N * C * C
+    q, k, A = q + i_bh * T * DK, k + i_bh * T * DK, A + i_bh * N * C * C
+    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
     dhs = dhs + (i_bh * N + i_n) * DK * DV
     t0, v0 = i_n * C, i_v * BV
@@ -191,14 +218,19 @@ def _dv_bwd(q, k, v, b, A, do, dhs, dv, scale, T, N, DK: tl.constexpr, DV: tl.co
     at = tl.zeros([C, C], dtype=tl.float32)  # [C(key), C(query)]
     for i_k in range(0, tl.cdiv(DK, BK)):
         kk = _tile(k, t0, i_k * BK, T, DK, DK, C, BK)
-        if USE_G:
+        if GATE == 1:
             b_last = _row(b, t0 + C - 1, i_k * BK, N * C, DK, BK)
             kk = (kk * tl.exp(b_last[None, :] - _tile(b, t0, i_k * BK, N * C, DK, DK, C, BK))).to(v.dtype.element_ty)
         else:
             at += tl.dot(kk, tl.trans(_tile(q, t0, i_k * BK, T, DK, DK, C, BK)), input_precision=PREC)
         acc += tl.dot(kk, _tile(dhs, i_k * BK, v0, DK, DV, DV, BK, BV), input_precision=PREC)
-    if USE_G:
+    if GATE == 1:
         at = tl.trans(_causal_tile(A, t0, N * C, T, C))
+    elif GATE == 2:
+        dec, bs = _decay(b, t0, C)
+        bs_last = tl.load(b + t0 + C - 1)
+        acc = acc * tl.exp(bs_last - bs)[:, None]  # (K ⊙ e^(b_L - b)) dh' for a scalar gate
+        at = at * tl.trans(dec) * scale  # D^T is 0 where the key is after the query
     else:
         rc = tl.arange(0, C)
         at = tl.where(rc[:, None] <= rc[None, :], at * scale, 0.0)
@@ -256,13 +288,14 @@ def _intra_dqk_gated(q, k, b, dA, dq, dk, scale, T, N, DK: tl.constexpr, C: tl.c
 @triton.jit
 def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N,
               DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              USE_G: tl.constexpr, PREC: tl.constexpr):
+              GATE: tl.constexpr, PREC: tl.constexpr):
     """dQ, dK (and dg with gates) of chunk n for one Dk tile, written to dq, dk, dg [BH, T, Dk].
-    With gates the intra-chunk parts come from _intra_dqk_gated (dq_intra, dk_intra); without,
-    they are two matmuls with dA = dO V^T, computed here."""
+    With per-channel gates the intra-chunk parts come from _intra_dqk_gated (dq_intra, dk_intra);
+    otherwise they are two matmuls with dA = dO V^T (times D with a scalar gate), computed here."""
     NK: tl.constexpr = (DK + BK - 1) // BK
     i_n, i_k, i_bh = tl.program_id(0) // NK, tl.program_id(0) % NK, tl.program_id(1).to(tl.int64)
-    q, k, b = q + i_bh * T * DK, k + i_bh * T * DK, b + i_bh * N * C * DK
+    q, k = q + i_bh * T * DK, k + i_bh * T * DK
+    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     v, do = v + i_bh * T * DV, do + i_bh * T * DV
     hs, dhs = hs + (i_bh * N + i_n) * DK * DV, dhs + (i_bh * N + i_n) * DK * DV
     dq, dk, dg = dq + i_bh * T * DK, dk + i_bh * T * DK, dg + i_bh * T * DK
@@ -279,13 +312,13 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T,
         vv = _tile(v, t0, i_v * BV, T, DV, DV, C, BV)
         dq_acc += tl.dot(dd, tl.trans(hh), input_precision=PREC)
         dk_acc += tl.dot(vv, tl.trans(dh), input_precision=PREC)
-        if USE_G:
+        if GATE != 0:
             hdh += tl.sum(hh.to(tl.float32) * dh.to(tl.float32), axis=1)
-        else:
+        if GATE != 1:
             da += tl.dot(dd, tl.trans(vv), input_precision=PREC)
     qq = _tile(q, t0, k0, T, DK, DK, C, BK)
     kk = _tile(k, t0, k0, T, DK, DK, C, BK)
-    if USE_G:
+    if GATE == 1:
         bb = _tile(b, t0, k0, N * C, DK, DK, C, BK)
         b_last = _row(b, t0 + C - 1, k0, N * C, DK, BK)
         dq_acc = dq_acc * tl.exp(bb) * scale + _tile(dq_intra + i_bh * N * C * DK, t0, k0, N * C, DK, DK, C, BK)
@@ -294,6 +327,17 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T,
         kf = kk.to(tl.float32)
         db = qq.to(tl.float32) * dq_acc - kf * dk_acc
         tail = tl.sum(kf * dk_inter, axis=0) + tl.exp(b_last) * hdh  # d b_L, shared by every step
+        _put(dg, tl.cumsum(db, 0, reverse=True) + tail[None, :], t0, k0, T, DK, DK)
+    elif GATE == 2:  # the same gradient per channel; the caller sums it over Dk
+        dec, bs = _decay(b, t0, C)
+        bs_last = tl.load(b + t0 + C - 1)
+        dam = _causal(da * dec, t0, T, C).to(DT)
+        dq_acc = (dq_acc * tl.exp(bs)[:, None] + tl.dot(dam, kk, input_precision=PREC)) * scale
+        dk_inter = dk_acc * tl.exp(bs_last - bs)[:, None]
+        dk_acc = dk_inter + tl.dot(tl.trans(dam), qq, input_precision=PREC) * scale
+        kf = kk.to(tl.float32)
+        db = qq.to(tl.float32) * dq_acc - kf * dk_acc
+        tail = tl.sum(kf * dk_inter, axis=0) + tl.exp(bs_last) * hdh
         _put(dg, tl.cumsum(db, 0, reverse=True) + tail[None, :], t0, k0, T, DK, DK)
     else:
         da = _causal(da, t0, T, C).to(DT)

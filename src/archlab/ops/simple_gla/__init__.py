@@ -6,7 +6,8 @@
 
 q, k: [B, H, T, Dk]; v: [B, H, T, Dv]; g: [B, H, T] log decays (<= 0 for a decay);
 state S: [B, H, Dk, Dv]; S_t = exp(g_t) S_{t-1} + k_t v_t^T, o_t = scale * q_t^T S_t.
-Forms: "parallel", "chunk", "chunk_compiled", "recurrent" (see ops/linear_attn/common.py).
+Forms: "parallel", "chunk", "chunk_compiled", "recurrent" (see ops/linear_attn/common.py), and
+"triton" (ops/linear_attn/triton_chunk.py; CUDA, or the CPU under TRITON_INTERPRET=1).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..linear_attn.common import check_chunk_size, check_form, check_qkv, check_shape, compiled, compute_dtype, default_scale, mm_dtype_for
+from ..linear_attn.common import TRITON_FORMS, check_chunk_size, check_form, check_qkv, check_shape, compiled, compute_dtype, default_scale, load_triton_chunk, mm_dtype_for
 from .chunk import simple_gla_chunk
 from .recurrent import simple_gla_recurrent
 from .reference import simple_gla_parallel
@@ -32,11 +33,15 @@ def simple_gla(
     form: str = "chunk",
     chunk_size: int = 64,
 ) -> tuple[Tensor, Tensor | None]:
-    check_form(form)
+    check_form(form, TRITON_FORMS)
     check_chunk_size(chunk_size)
     B, H, T, Dk, Dv = check_qkv(q, k, v)
     check_shape(g, (B, H, T), "g", "[B, H, T]")
     check_shape(initial_state, (B, H, Dk, Dv), "initial_state", "[B, H, Dk, Dv]")
+    if form == "triton":
+        o, s = load_triton_chunk().chunk_triton(q, k, v, g, initial_state, scale=default_scale(scale, Dk),
+                                                chunk_size=chunk_size)
+        return o, (s if output_final_state else None)
     dt = compute_dtype(q, k, v, g)
     out_dtype = v.dtype
     md = mm_dtype_for(form, q, k, v)
