@@ -26,7 +26,7 @@ BENCHMARKS = {
     "train_step": ("train_step_gpu.py", [], 300),
     "moe": ("moe_gpu.py", [], 150),
     "linear_attention": ("linear_attention_gpu.py", ["--forms", "triton"], 480),
-    "ssm": ("ssm_gpu.py", [], 200),
+    "ssm": ("ssm_gpu.py", [], 300),
     "cache_memory": ("cache_memory_gpu.py", [], 120),
     "train_125m": ("train_gpu.py", [], 150),
 }

@@ -11,6 +11,10 @@ of memory or fails is reported as such and the next row still runs.
     python benchmarks/ssm_gpu.py --out ssm_gpu.md
     python benchmarks/ssm_gpu.py --kinds mamba2,mamba --batches 1 --rows ours,ours-compiled
 
+Rows: transformers; ours (the chunked SSD in PyTorch ops, eager); ours-compiled (each block
+compiled); ours-triton, ours-triton-compiled (Mamba-2's SSD in the Triton kernels of
+ops/ssd/triton.py, chunk 64).
+
 Shapes: B batch, T time, C model width, V vocabulary.
 """
 from __future__ import annotations
@@ -66,9 +70,11 @@ class TinyLM(nn.Module):
         return F.linear(self.norm_f(x), self.embedding.weight)  # [B, T, V]
 
 
-def _configs(kind: str, a):
+def _configs(kind: str, a, row: str = "ours"):
     if kind == "mamba2":
-        ours = SSMConfig(kind="mamba2", d_state=a.state, head_dim=a.head_dim, n_groups=1, chunk_size=a.chunk)
+        triton = "triton" in row  # the SSD in Triton kernels (chunk 64 unless --chunk names another they take)
+        ours = SSMConfig(kind="mamba2", d_state=a.state, head_dim=a.head_dim, n_groups=1,
+                         chunk_size=a.chunk or (64 if triton else None), backend="triton" if triton else "chunked")
     else:
         ours = SSMConfig(kind="mamba", d_state=16, chunk_size=a.chunk)
     return ours
@@ -92,8 +98,8 @@ def _build(row: str, kind: str, a):
                                                  vocab_size=a.vocab, state_size=16, expand=2))
         fwd = lambda ids: model(ids).logits  # noqa: E731
     else:
-        model = TinyLM(_configs(kind, a), a.d_model, a.layers, a.vocab)
-        if row == "ours-compiled":
+        model = TinyLM(_configs(kind, a, row), a.d_model, a.layers, a.vocab)
+        if row.endswith("-compiled"):
             for block in model.layers:  # regional compilation: one compiled graph serves every block
                 block.compile()
         fwd = model
@@ -172,9 +178,10 @@ def profile_steps(step, label: str, steps: int = 2) -> None:
 
 
 def check_ops() -> None:
-    """The chunked ops on the GPU against the sequential reference (float32), eager and compiled."""
+    """The chunked ops on the GPU against the sequential reference (float32), eager and compiled,
+    and the Triton SSD (eager: its kernels are already fused)."""
     from archlab.ops.selective_scan import selective_scan_chunked, selective_scan_reference
-    from archlab.ops.ssd import ssd_chunked, ssd_reference
+    from archlab.ops.ssd import ssd_chunked, ssd_reference, ssd_triton
 
     g = torch.Generator(device="cuda").manual_seed(0)
     r = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
@@ -187,11 +194,13 @@ def check_ops() -> None:
                 [r(Bsz, T, H, P), F.softplus(r(Bsz, T, H)), -torch.rand(H, device="cuda"),
                  r(Bsz, T, G, N), r(Bsz, T, G, N), r(Bsz, H, P, N)]),
     }
+    cases["ssd triton"] = (ssd_reference, lambda *x: ssd_triton(*x, chunk_size=32), cases["ssd"][2])
     for name, (ref, fast, ins) in cases.items():
-        ins = [t.requires_grad_() for t in ins]
+        ins = [t.detach().requires_grad_() for t in ins]
         y0, h0 = ref(*ins)
         g0 = torch.autograd.grad(y0.square().sum() + h0.sum(), ins)
-        for label, fn in (("eager", fast), ("compiled", torch.compile(fast, fullgraph=True))):
+        forms = [("eager", fast)] if "triton" in name else [("eager", fast), ("compiled", torch.compile(fast, fullgraph=True))]
+        for label, fn in forms:
             y1, h1 = fn(*ins)
             g1 = torch.autograd.grad(y1.square().sum() + h1.sum(), ins)
             rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
@@ -202,7 +211,7 @@ def check_ops() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kinds", default="mamba2", help="comma list of mamba2, mamba")
-    ap.add_argument("--rows", default="transformers,ours,ours-compiled")
+    ap.add_argument("--rows", default="transformers,ours,ours-compiled,ours-triton-compiled")
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--d-model", type=int, default=2048)

@@ -49,7 +49,9 @@ class SSMConfig(Config):
     dt_max: float = 0.1  # upper end of the initial dt range
     dt_init_floor: float = 1e-4  # lower bound on the initial dt
     chunk_size: int | None = None  # tokens per chunk of the fast scan; None = 16 (mamba) / 64 (mamba2); speed only
-    backend: Literal["chunked", "reference"] = "chunked"  # the chunked fast form, or the token loop (for checks)
+    # the chunked fast form (PyTorch), the token loop (for checks), or mamba2's SSD in Triton kernels
+    # (CUDA; chunk_size 16, 32, 64 or 128)
+    backend: Literal["chunked", "reference", "triton"] = "chunked"
 
     def __post_init__(self) -> None:
         for name in ("d_state", "d_conv", "expand"):
@@ -76,6 +78,10 @@ class SSMConfig(Config):
                 f"is not used by kind={self.kind!r}; leave it null (it belongs to the other kind)",
             )
         check(not (self.kind == "mamba2" and self.dt_bc_norm), "ssm.dt_bc_norm", "is only used by kind='mamba'")
+        if self.backend == "triton":
+            check(self.kind == "mamba2", "ssm.backend", "'triton' is for kind='mamba2'; accepted for mamba: chunked, reference")
+            check(self.chunk in (16, 32, 64, 128), "ssm.chunk_size",
+                  f"backend 'triton' takes 16, 32, 64 or 128, got {self.chunk}")
 
     @property
     def chunk(self) -> int:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.ops.causal_conv1d import causal_conv1d
-from archlab.ops.ssd import ssd_chunked, ssd_reference, ssd_step
+from archlab.ops.ssd import ssd_chunked, ssd_reference, ssd_step, ssd_triton
 from archlab.ssm.cache import SSMCache
 from archlab.ssm.common import check_input, init_dt_bias, mark_no_weight_decay
 from archlab.ssm.config import SSMConfig
@@ -80,6 +80,8 @@ class Mamba2Mixer(nn.Module):
             h0 = None if cache is None else cache.ssm_state.clone()  # clone: the cache is overwritten below
             if self.cfg.backend == "reference":
                 y, h = ssd_reference(xs, dt, A, B, C, h0)
+            elif self.cfg.backend == "triton":
+                y, h = ssd_triton(xs, dt, A, B, C, h0, chunk_size=self.cfg.chunk)
             else:
                 y, h = ssd_chunked(xs, dt, A, B, C, h0, chunk_size=self.cfg.chunk)
             if cache is not None:

@@ -1,0 +1,89 @@
+"""Mamba-2's SSD through the Triton kernels (ssd_triton) against the sequential reference:
+outputs, final states and the gradients of x, dt, A, B, C and the initial state, grouped B/C,
+lengths that do not divide the chunk; and the Mamba-2 mixer with backend="triton".
+
+On the CPU the kernels run under Triton's interpreter (Triton 3.6's interpreter needs numpy < 2.4):
+    TRITON_INTERPRET=1 python -m pytest -q tests/ops/test_ssd_triton.py
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from archlab.errors import ConfigError
+from archlab.ops.ssd import ssd_reference, ssd_triton
+from archlab.ssm import SSMConfig, build_ssm_mixer
+
+TRITON = importlib.util.find_spec("triton") is not None
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+NUMPY_OK = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 4)
+interpreter = pytest.mark.skipif(not (TRITON and INTERPRET and NUMPY_OK),
+                                 reason="the kernels run on the CPU only with triton, TRITON_INTERPRET=1 and numpy < 2.4")
+on_gpu = pytest.mark.skipif(not (TRITON and torch.cuda.is_available()) or INTERPRET, reason="needs CUDA and triton")
+
+
+def _inputs(B, T, H, P, G, N, device="cpu", seed=0, h0=True):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    x, B_, C = r(B, T, H, P), r(B, T, G, N) / N**0.5, r(B, T, G, N) / N**0.5
+    dt = torch.nn.functional.softplus(r(B, T, H) - 1.0)
+    A = -torch.rand(H, generator=g, dtype=torch.float64) * 4 - 0.1
+    s = r(B, H, P, N) if h0 else None
+    return [None if t is None else t.to(device) for t in (x, dt, A, B_, C, s)]
+
+
+def _check(ins, dtype, chunk, tol):
+    def run(fn, dt):
+        leaves = [None if t is None else t.to(dt).requires_grad_() for t in ins]
+        y, h = fn(*leaves)
+        w = [torch.linspace(-1, 1, t.numel(), dtype=torch.float64, device=t.device).view_as(t) for t in (y, h)]
+        loss = (y.double() * w[0]).sum() + (h.double() * w[1]).sum()
+        used = [t for t in leaves if t is not None]
+        return [y, h, *torch.autograd.grad(loss, used)]
+    got = run(lambda *a: ssd_triton(*a, chunk_size=chunk), dtype)
+    ref = run(ssd_reference, torch.float64)
+    names = ["y", "final", "dx", "ddt", "dA", "dB", "dC", "dh0"]
+    for name, a, b in zip(names, got, ref):
+        err = ((a.double() - b).norm() / b.norm()).item()
+        assert err < tol, f"{name}: relative error {err:.2e} >= {tol}"
+
+
+@interpreter
+@pytest.mark.parametrize("T,chunk,G,h0", [(37, 16, 2, True), (64, 32, 1, False), (20, 16, 4, True)])
+def test_ssd_triton_interpreted(T, chunk, G, h0):
+    _check(_inputs(2, T, 4, 8, G, 16, h0=h0, seed=T), torch.float32, chunk, 1e-5)
+
+
+@interpreter
+def test_mamba2_mixer_triton_backend_interpreted():
+    cfg = SSMConfig(kind="mamba2", d_state=16, head_dim=8, n_groups=2, chunk_size=16)
+    torch.manual_seed(0)
+    ref = build_ssm_mixer(cfg, 32, layer_idx=0)
+    fast = build_ssm_mixer(cfg.replace(backend="triton"), 32, layer_idx=0)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 21, 32, requires_grad=True)
+    y0, y1 = ref(x), fast(x)
+    torch.testing.assert_close(y1, y0, atol=1e-5, rtol=1e-5)
+    g0 = torch.autograd.grad(y0.square().sum(), [x, *ref.parameters()])
+    g1 = torch.autograd.grad(y1.square().sum(), [x, *fast.parameters()])
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_triton_backend_config_is_checked():
+    with pytest.raises(ConfigError, match="ssm.backend"):
+        SSMConfig(kind="mamba", backend="triton")
+    with pytest.raises(ConfigError, match="ssm.chunk_size"):
+        SSMConfig(kind="mamba2", backend="triton", chunk_size=256)
+
+
+@pytest.mark.gpu
+@on_gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+def test_ssd_triton_at_real_size_on_gpu(dtype, tol):
+    """The 545M benchmark's shape (64 heads of 64, state 128, one group), T not a multiple of the chunk."""
+    _check(_inputs(1, 1000, 64, 64, 1, 128, device="cuda"), dtype, 64, tol)
