@@ -7,21 +7,11 @@ The gpu-marked test runs the compiled kernel at the size of a real vocabulary.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-
-import numpy as np
 import pytest
 import torch
 
 from archlab.ops.cross_entropy import linear_cross_entropy
-
-TRITON = importlib.util.find_spec("triton") is not None
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-NUMPY_OK = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 4)
-interpreter = pytest.mark.skipif(not (TRITON and INTERPRET and NUMPY_OK),
-                                 reason="the kernel runs on the CPU only with triton, TRITON_INTERPRET=1 and numpy < 2.4")
-on_gpu = pytest.mark.skipif(not (TRITON and torch.cuda.is_available()) or INTERPRET, reason="needs CUDA and triton")
+from triton_marks import INTERPRET, interpreter, on_gpu
 
 
 def _case(N, C, V, bias, device, seed=0):

@@ -8,10 +8,6 @@ The gpu-marked tests run the compiled kernels at real sizes (D=128, T not a mult
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,17 +16,7 @@ from archlab.ops.gla import gla
 from archlab.ops.linear_attn import linear_attn
 from archlab.ops.simple_gla import simple_gla
 from archlab.ops.linear_attn.common import auto_triton
-
-TRITON = importlib.util.find_spec("triton") is not None
-CUDA = torch.cuda.is_available()
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-# Triton 3.6's interpreter turns loop bounds into int(1-element array), an error from numpy 2.4 on
-NUMPY_OK = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 4)
-needs_triton = pytest.mark.skipif(not TRITON, reason="form='triton' needs triton (absent from CPU-only installs)")
-interpreter = pytest.mark.skipif(
-    not (TRITON and INTERPRET and NUMPY_OK),
-    reason="the Triton kernels run on the CPU only with triton, TRITON_INTERPRET=1 and numpy < 2.4")
-on_gpu = pytest.mark.skipif(not (TRITON and CUDA) or INTERPRET, reason="needs CUDA and triton (and TRITON_INTERPRET unset)")
+from triton_marks import TRITON, INTERPRET, interpreter, needs_triton, on_gpu
 
 
 def _inputs(B, H, T, Dk, Dv, device, gated, seed=0, bthd=False, scalar=False):

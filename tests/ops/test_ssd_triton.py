@@ -7,23 +7,13 @@ On the CPU the kernels run under Triton's interpreter (Triton 3.6's interpreter 
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-
-import numpy as np
 import pytest
 import torch
 
 from archlab.errors import ConfigError
 from archlab.ops.ssd import ssd_reference, ssd_triton
 from archlab.ssm import SSMConfig, build_ssm_mixer
-
-TRITON = importlib.util.find_spec("triton") is not None
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-NUMPY_OK = tuple(int(x) for x in np.__version__.split(".")[:2]) < (2, 4)
-interpreter = pytest.mark.skipif(not (TRITON and INTERPRET and NUMPY_OK),
-                                 reason="the kernels run on the CPU only with triton, TRITON_INTERPRET=1 and numpy < 2.4")
-on_gpu = pytest.mark.skipif(not (TRITON and torch.cuda.is_available()) or INTERPRET, reason="needs CUDA and triton")
+from triton_marks import interpreter, on_gpu
 
 
 def _inputs(B, T, H, P, G, N, device="cpu", seed=0, h0=True):
