@@ -2,7 +2,8 @@
 
 Default shape (Mamba-2 545M style): hidden 2048, 16 layers, state 128, head dim 64 (64 heads),
 1 group, vocabulary 50288 tied, T = 2048, batch 1 and 4. One training step = forward, cross-entropy,
-backward, AdamW, under bf16 autocast with float32 weights (the same recipe for every row).
+backward, AdamW, under bf16 autocast with float32 weights (the same recipe for every row; the loss
+is each side's own: transformers' full float32 logits, archlab's chunked head + cross-entropy).
 Reports tokens/s (median step time over --steps after --warmup steps), peak GPU memory, and the
 achieved model TFLOP/s (3 x forward matmul FLOPs from the analytic count; SSD counted in its
 recurrent form, so the chunked form's extra intra-chunk work is not credited). A row that runs out
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.ops.cross_entropy import linear_cross_entropy
 from archlab.ssm import SSMConfig, build_ssm_mixer, flops_per_token
 
 MATMUL_PEAK_TFLOPS = 772.0  # bf16 matmul measured on one H200 (shared/FINDINGS.md)
@@ -63,11 +65,16 @@ class TinyLM(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, d_model, i) for i in range(layers))
         self.norm_f = RMSNorm(d_model)
 
-    def forward(self, ids):
+    def forward(self, ids, targets=None):
+        """Logits [B, T, V]; with targets [B, T], the mean next-token loss through archlab's chunked
+        head + cross-entropy instead (no [B, T, V] float32 logits)."""
         x = self.embedding(ids)  # [B, T, C]
         for block in self.layers:
             x = block(x)
-        return F.linear(self.norm_f(x), self.embedding.weight)  # [B, T, V]
+        h = self.norm_f(x)
+        if targets is not None:
+            return linear_cross_entropy(h.flatten(0, 1), self.embedding.weight, targets.flatten())
+        return F.linear(h, self.embedding.weight)  # [B, T, V]
 
 
 def _configs(kind: str, a, row: str = "ours"):
@@ -96,7 +103,10 @@ def _build(row: str, kind: str, a):
 
             model = MambaForCausalLM(MambaConfig(hidden_size=a.d_model, num_hidden_layers=a.layers,
                                                  vocab_size=a.vocab, state_size=16, expand=2))
-        fwd = lambda ids: model(ids).logits  # noqa: E731
+
+        def fwd(ids, labels):  # transformers' own path: full logits, then the loss in float32
+            logits = model(ids).logits
+            return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
     else:
         model = TinyLM(_configs(kind, a, row), a.d_model, a.layers, a.vocab)
         if row.endswith("-compiled"):
@@ -123,8 +133,7 @@ def run_row(row: str, kind: str, batch: int, a) -> dict:
 
         def step():
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = fwd(inp)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
+                loss = fwd(inp, labels)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
