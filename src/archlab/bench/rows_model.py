@@ -47,6 +47,20 @@ def _training_step(model, opt, ids, loss_of):
     return step
 
 
+def training_rate(ctx: Context, build, loss_of, ids: torch.Tensor, flops_per_token: float) -> Figure:
+    """Tokens/s of an AdamW training step on ``ids`` [B, T+1] (compiled where ctx says so), and
+    its fraction of the measured matmul rate."""
+    model = build()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=ctx.device.type == "cuda")
+    step = _training_step(torch.compile(model) if ctx.compile else model, opt, ids, loss_of)
+    try:
+        tps = ids.shape[0] * (ids.shape[1] - 1) / (ctx.time_ms(step) * 1e-3)
+    finally:
+        del model, opt, step
+        ctx.free()
+    return Figure(tps, "tokens/s", ctx.ceilings.of_matmul(tps * flops_per_token))
+
+
 def train_step(ctx: Context) -> Section:
     s, dev = ctx.sizes, ctx.device
     cfg = llama_config(ctx)
@@ -55,15 +69,7 @@ def train_step(ctx: Context) -> Section:
     ids = torch.randint(0, cfg.vocab_size, (B, T + 1), device=dev)
 
     def measure(build, loss_of) -> Figure:
-        model = build()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=dev.type == "cuda")
-        step = _training_step(torch.compile(model) if ctx.compile else model, opt, ids, loss_of)
-        try:
-            tps = B * T / (ctx.time_ms(step) * 1e-3)
-        finally:
-            del model, opt, step
-            ctx.free()
-        return Figure(tps, "tokens/s", ctx.ceilings.of_matmul(tps * flops_tok))
+        return training_rate(ctx, build, loss_of, ids, flops_tok)
 
     def hf_loss(m, x, y):
         return F.cross_entropy(m(input_ids=x).logits.float().flatten(0, 1), y.flatten())

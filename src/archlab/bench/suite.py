@@ -18,6 +18,7 @@ from archlab.bench.context import Context
 from archlab.bench.result import Section
 from archlab.bench.rows_model import decode, train_step
 from archlab.bench.rows_ops import linear_attention, moe, sliding_window
+from archlab.bench.rows_ssm import ssm_train
 from archlab.bench.sizes import SIZES
 from archlab.bench.timing import measure_ceilings
 from archlab.errors import ConfigError
@@ -28,6 +29,7 @@ ROWS: dict[str, Callable[[Context], Section]] = {
     "moe": moe,
     "linear_attention": linear_attention,
     "sliding_window": sliding_window,
+    "ssm_train": ssm_train,
 }
 DEVICES = ("auto", "cpu", "cuda")
 
