@@ -30,10 +30,10 @@ def test_pads_take_no_capacity():
     assert keep_within_capacity(selected, 1, 2, valid).view(-1).tolist() == [False, False, True, True]
 
 
-def _moe(router):
+def _moe(router, **over):
     torch.manual_seed(0)
     losses = LOSSES if router not in ("expert_choice", "hash") else {}  # balance losses need a learned token choice
-    cfg = MoEConfig(num_experts=8, top_k=2, expert_hidden=8, shared_experts=1, **ROUTERS[router], **losses)
+    cfg = MoEConfig(num_experts=8, top_k=2, expert_hidden=8, shared_experts=1, **ROUTERS[router], **{**losses, **over})
     m = MoE(cfg, C, layer_idx=1).train()
     if hasattr(m.router, "weight"):
         with torch.no_grad():
@@ -41,16 +41,22 @@ def _moe(router):
     return m
 
 
-@pytest.mark.parametrize("router", list(ROUTERS))
-def test_what_pads_hold_changes_nothing(router):
-    m = _moe(router)
-    g = torch.Generator().manual_seed(1)
-    B, T = 3, 12
+def _padded_batch(seed, B=3, T=12):
+    """x [B, T, C], token ids and the mask of a left-padded batch (rows with 5, 0 and 9 pads)."""
+    g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, C, generator=g)
     ids = torch.randint(0, 100, (B, T), generator=g)
     mask = torch.ones(B, T, dtype=torch.bool)
     mask[0, :5] = False
     mask[2, :9] = False
+    return x, ids, mask
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+def test_what_pads_hold_changes_nothing(router):
+    m = _moe(router)
+    x, ids, mask = _padded_batch(1)
+    B, T = mask.shape
     runs = []
     for seed in (2, 3):  # two different fillings of the pads
         gg = torch.Generator().manual_seed(seed)
@@ -64,6 +70,22 @@ def test_what_pads_hold_changes_nothing(router):
     for k in s0:
         torch.testing.assert_close(s0[k], s1[k], msg=lambda msg, k=k: f"stats[{k}]: {msg}")
     assert a0 > 0 or router in ("expert_choice", "hash")
+
+
+@pytest.mark.parametrize("router", ["softmax_topk", "sigmoid", "hash"])
+def test_padded_batch_routes_as_its_real_tokens_alone(router):
+    """Capacity is the real tokens' share: the padded batch keeps and drops exactly what one row
+    of its real tokens (in the same order) would."""
+    m = _moe(router, **({} if router == "hash" else {"seq_balance_coef": 0.0}))  # per row by definition
+    x, ids, mask = _padded_batch(4)
+    y = m(x, token_ids=ids, mask=mask)[mask]
+    aux, stats = m.aux_loss, m.stats
+    y_alone = m(x[mask][None], token_ids=ids[mask][None])[0]
+    torch.testing.assert_close(y, y_alone)
+    torch.testing.assert_close(aux, m.aux_loss)
+    for k in stats:
+        torch.testing.assert_close(stats[k], m.stats[k], msg=lambda msg, k=k: f"stats[{k}]: {msg}")
+    assert stats["dropped_fraction"] > 0  # the capacity binds
 
 
 def test_losses_count_real_tokens_only():

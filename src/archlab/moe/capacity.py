@@ -15,7 +15,7 @@ def expert_capacity(capacity_factor: float, num_tokens: int, top_k: int, num_exp
     return min(num_tokens, math.ceil(capacity_factor * num_tokens * top_k / num_experts))
 
 
-def keep_within_capacity(selected: torch.Tensor, capacity: int, num_experts: int,
+def keep_within_capacity(selected: torch.Tensor, capacity: int | torch.Tensor, num_experts: int,
                          valid: torch.Tensor | None = None) -> torch.Tensor:
     """[N, K] expert ids -> [N, K] bool: which assignments fit within each expert's capacity.
 

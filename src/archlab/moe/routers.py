@@ -112,14 +112,19 @@ def _per_token(cfg: MoEConfig, selected: torch.Tensor, weight: torch.Tensor, *, 
 
     Tokens are dropped in training only: at inference a token's experts must not depend on
     which other tokens share its batch, or cached decoding would differ from the full forward.
-    The capacity is the share of all N tokens (a static size; pads included), but pads never
-    take any of it, and the dropped fraction counts real assignments only."""
+    With pads (``valid``), the capacity is the share of the real tokens (a tensor: no host
+    sync), pads take none of it, and the dropped fraction counts real assignments only; a
+    padded batch then routes as its real tokens would without the pads."""
     N, K = selected.shape
     token_idx = None  # token-major: assignment s belongs to token s // K
     expert_idx, flat_weight = selected.reshape(-1), weight.reshape(-1)  # [N*K]
     dropped = torch.zeros((), device=selected.device)
     if cfg.capacity_factor is not None and training:
-        cap = expert_capacity(cfg.capacity_factor, N, K, cfg.num_experts)
+        if valid is None:
+            cap = expert_capacity(cfg.capacity_factor, N, K, cfg.num_experts)
+        else:  # expert_capacity's rule on the real-token count
+            n = valid.sum().double()  # float64, the arithmetic of expert_capacity's Python floats
+            cap = torch.minimum(torch.ceil(cfg.capacity_factor * n * K / cfg.num_experts), n)
         keep = keep_within_capacity(selected, cap, cfg.num_experts, valid).reshape(-1)  # [N*K]
         n_real = float(N * K) if valid is None else (valid.float().sum() * K).clamp_min(1.0)
         dropped = 1.0 - keep.float().sum() / n_real
