@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--compile", action="store_true", help="also time a compiled step inside the graph")
     ap.add_argument("--profile", action="store_true", help="print the kernels of one decode step (eager and compiled)")
+    ap.add_argument("--autotune", action="store_true",
+                    help="also time the step compiled with mode='max-autotune-no-cudagraphs' and coordinate-descent "
+                         "tuning (inductor tries its own Triton matrix-vector kernels against cuBLAS; minutes)")
     args = ap.parse_args()
     _, gbs = measure_ceilings()
     cfg = cfg_1b()
@@ -93,6 +96,12 @@ def main() -> None:
     dec = ours("archlab static cache + CUDA graph")
     if args.compile:
         ours("archlab static cache + compiled step + CUDA graph (packed q/k/v and gate/up)", compile=True)
+    if args.autotune:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.coordinate_descent_tuning = True
+        ours("archlab static cache + step compiled with max-autotune + CUDA graph (packed)",
+             compile="max-autotune-no-cudagraphs")
     if args.profile:
         profile_steps(model, ids)
     if dec is not None:
