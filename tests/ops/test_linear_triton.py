@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from archlab.ops.gla import gla
 from archlab.ops.linear_attn import linear_attn
 from archlab.ops.simple_gla import simple_gla
-from archlab.ops.linear_attn.common import auto_triton
+from archlab.ops.linear_attn.common import auto_triton, load_triton_chunk
 from triton_marks import TRITON, INTERPRET, interpreter, needs_triton, on_gpu
 
 
@@ -114,6 +114,37 @@ def test_scalar_gate_triton_interpreted(T, C, D, with_s0):
     if not with_s0:
         del x["s0"]
     _compare(lambda x, form: _sgla(x, form, chunk_size=C), x, torch.float32, 1e-5)
+
+
+@interpreter
+@pytest.mark.parametrize("gated", [False, True])
+def test_shared_qk_heads_interpreted(gated):
+    """q and k with fewer heads than v (2 shared by 3 heads each): equal to repeating them per head,
+    outputs and every gradient (dq, dk summed over the heads that share them)."""
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(1, 2, 37, 16, generator=g) for _ in range(2))
+    v = torch.randn(1, 6, 37, 24, generator=g)
+    gate = F.logsigmoid(torch.randn(1, 6, 37, generator=g) + 2.0) if gated else None
+
+    def run(shared):
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)] + ([gate.clone().requires_grad_()] if gated else [])
+        qq, kk = leaves[0], leaves[1]
+        if not shared:
+            qq, kk = qq.repeat_interleave(3, 1), kk.repeat_interleave(3, 1)
+        g_ = leaves[3] if gated else None
+        o, s = load_triton_chunk().chunk_triton(qq, kk, leaves[2], g_, None, scale=0.3, chunk_size=16)
+        grads = torch.autograd.grad(o.square().sum() + s.sum(), leaves)
+        return [o, s, *grads]
+    for a, b in zip(run(True), run(False)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@needs_triton
+def test_shared_qk_heads_need_a_scalar_gate():
+    q = torch.randn(1, 2, 8, 16)
+    v = torch.randn(1, 4, 8, 16)
+    with pytest.raises(ValueError, match="heads"):
+        load_triton_chunk().chunk_triton(q, q, v, torch.zeros(1, 4, 8, 16), None, scale=1.0, chunk_size=16)
 
 
 @interpreter

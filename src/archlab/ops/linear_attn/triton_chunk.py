@@ -74,12 +74,14 @@ def check_triton_inputs(chunk_size: int, *xs: Tensor | None) -> None:
 class ChunkTriton(torch.autograd.Function):
     """(q, k, v, g | None, s0 | None) -> (o [B, H, T, Dv] in out_dtype, final state [B, H, Dk, Dv] float32).
     q, k, v share one dtype; g and s0 are float32. g is [B, H, T, Dk] (one log decay per key
-    channel, GLA) or [B, H, T] (one per head, a scalar gate)."""
+    channel, GLA) or [B, H, T] (one per head, a scalar gate). q and k may have fewer heads than v
+    (Hq dividing H; head h reads q/k head h // (H / Hq)), with a scalar gate or none."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, s0, scale: float, chunk_size: int, out_dtype: torch.dtype):
-        B, H, T, Dk = q.shape
-        Dv = v.shape[-1]
+        B, Hq, T, Dk = q.shape
+        H, Dv = v.shape[1], v.shape[-1]
+        hpg = H // Hq  # heads per q/k head
         C = chunk_size
         N = -(-T // C)
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -92,14 +94,15 @@ class ChunkTriton(torch.autograd.Function):
         hs = q.new_empty(B, H, N, Dk, Dv)
         s_final = q.new_empty(B, H, Dk, Dv, dtype=torch.float32)
         kern._state_scan[(t.NK, t.NVS, BH)](
-            k, v, b, s0 if s0 is not None else s_final, hs, s_final, 1.0, T, N, Dk, Dv, C, t.BK, t.BVS,
+            k, v, b, s0 if s0 is not None else s_final, hs, s_final, 1.0, T, N, H, hpg, Dk, Dv, C, t.BK, t.BVS,
             False, gate, s0 is not None, True, prec, **t.seq)
         A = q  # without gates Q K^T is recomputed where needed; with gates it is stored
         if use_g:
             A = q.new_empty(B, H, N * C, C, dtype=torch.float32)
             kern._intra_gated_fwd[(N * (C // SUB_CHUNK), BH)](q, k, b, A, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
         o = v.new_empty(B, H, T, Dv, dtype=out_dtype)
-        kern._output_fwd[(N * t.NV, BH)](q, k, v, b, hs, A, o, scale, T, N, Dk, Dv, C, t.BK, t.BV, gate, prec, **t.par)
+        kern._output_fwd[(N * t.NV, BH)](q, k, v, b, hs, A, o, scale, T, N, H, hpg, Dk, Dv, C, t.BK, t.BV, gate, prec,
+                                         **t.par)
         ctx.save_for_backward(q, k, v, b if gate else None, s0, hs, A if use_g else None)
         ctx.cfg = (scale, C, gate, prec, g.dtype if gate else None)
         ctx.set_materialize_grads(False)
@@ -110,8 +113,9 @@ class ChunkTriton(torch.autograd.Function):
         q, k, v, b, s0, hs, A = ctx.saved_tensors
         scale, C, gate, prec, g_dtype = ctx.cfg
         use_g = gate == 1
-        B, H, T, Dk = q.shape
-        Dv = v.shape[-1]
+        B, Hq, T, Dk = q.shape
+        H, Dv = v.shape[1], v.shape[-1]
+        hpg = H // Hq
         N = -(-T // C)
         BH = B * H
         t = tiles(Dk, Dv, C)
@@ -122,12 +126,14 @@ class ChunkTriton(torch.autograd.Function):
         want_ds0 = s0 is not None and ctx.needs_input_grad[4]
         ds0 = torch.empty_like(s0) if want_ds0 else None
         kern._state_scan[(t.NK, t.NVS, BH)](
-            q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N,
+            q, do, b, d_final if d_final is not None else hs, dhs, ds0 if want_ds0 else hs, scale, T, N, H, hpg,
             Dk, Dv, C, t.BK, t.BVS, True, gate, d_final is not None, want_ds0, prec, **t.seq)
         A = q if A is None else A
         dv = torch.empty_like(v)
-        kern._dv_bwd[(N * t.NV, BH)](q, k, v, b, A, do, dhs, dv, scale, T, N, Dk, Dv, C, t.BK, t.BV, gate, prec, **t.par)
-        dq, dk = torch.empty_like(q), torch.empty_like(k)
+        kern._dv_bwd[(N * t.NV, BH)](q, k, v, b, A, do, dhs, dv, scale, T, N, H, hpg, Dk, Dv, C, t.BK, t.BV, gate, prec,
+                                     **t.par)
+        dq = q.new_empty(B, H, T, Dk)  # per head; summed over the heads of a shared q/k head below
+        dk = torch.empty_like(dq)
         dq_intra = dk_intra = dg = dq  # placeholders without gates
         if gate:
             dg = q.new_empty(B, H, T, Dk, dtype=torch.float32)  # per channel (summed below for a scalar gate)
@@ -139,8 +145,10 @@ class ChunkTriton(torch.autograd.Function):
             kern._intra_dqk_gated[(N * (C // SUB_CHUNK) * t.NK, BH)](
                 q, k, b, dA, dq_intra, dk_intra, scale, T, N, Dk, C, SUB_CHUNK, t.BK, prec, **t.seq)
         kern._dqkg_bwd[(N * t.NK, BH)](
-            q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N, Dk, Dv, C, t.BK, t.BV,
+            q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N, H, hpg, Dk, Dv, C, t.BK, t.BV,
             gate, prec, **t.par)
+        if hpg > 1:
+            dq, dk = (x.view(B, H // hpg, hpg, T, Dk).sum(2) for x in (dq, dk))
         if gate == 2:
             dg = dg.sum(-1)  # [B, H, T]: the scalar gate feeds every key channel
         return dq, dk, dv, dg.to(g_dtype) if gate else None, ds0, None, None, None
@@ -160,9 +168,14 @@ def _chunk_cumsum(g: Tensor, C: int) -> Tensor:
 @torch.compiler.disable  # the kernels are already fused; inside a compiled model this is one opaque call
 def chunk_triton(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, s0: Tensor | None, *, scale: float,
                  chunk_size: int, out_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """q, k: [B, H, T, Dk]; v: [B, H, T, Dv]; g: [B, H, T, Dk] or [B, H, T] (scalar) log gates, or
+    """q, k: [B, H, T, Dk] (or [B, Hq, T, Dk], Hq dividing H, shared by H / Hq heads each, with a
+    scalar gate or none); v: [B, H, T, Dv]; g: [B, H, T, Dk] or [B, H, T] (scalar) log gates, or
     None; s0: [B, H, Dk, Dv] or None. q, k, v are cast to one dtype (float32 if they differ). Returns (o [B, H, T, Dv] in
     ``out_dtype`` (default v's), final state [B, H, Dk, Dv] float32)."""
+    Hq, H = q.shape[1], v.shape[1]
+    if k.shape[1] != Hq or H % Hq or (Hq != H and g is not None and g.dim() == 4):
+        raise ValueError(f"q, k: {Hq} and {k.shape[1]} heads for v's {H}; q and k must have the same number of "
+                         "heads, dividing v's (fewer only with a scalar gate or none)")
     check_triton_inputs(chunk_size, q, k, v, g, s0)
     dt = q.dtype if q.dtype == k.dtype == v.dtype else torch.float32
     return ChunkTriton.apply(

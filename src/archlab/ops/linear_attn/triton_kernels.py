@@ -32,7 +32,7 @@ chunks on the first axis (the only one without a 65535 limit).
 
 Shapes: B batch, H heads (BH = B*H programs), T time, N chunks, C chunk size, BC sub-chunk size,
 P = C // BC sub-chunks, Dk key dim (tiles of BK), Dv value dim (tiles of BV).
-Tensors: q, k [BH, T, Dk]; v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C]
+Tensors: q, k [BH / HPG, T, Dk] (HPG heads may share one q/k head; 1 for GLA); v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C]
 (stored for GLA only: without gates Q K^T and dO V^T are recomputed where they are needed).
 """
 from __future__ import annotations
@@ -76,6 +76,13 @@ def _causal_tile(a_ptr, t0, n_rows, T, C: tl.constexpr):
 
 
 @triton.jit
+def _qk_row(i_bh, H, HPG):
+    """The q/k row of (batch*head) i_bh when HPG heads share one q/k head (grouped, as Mamba-2's
+    B and C); HPG = 1: i_bh itself."""
+    return (i_bh // H) * (H // HPG) + (i_bh % H) // HPG
+
+
+@triton.jit
 def _decay(b, t0, C: tl.constexpr):
     """(D [C, C] with D_ij = e^(b_i - b_j) for j <= i and 0 above, b of the chunk [C]) for a scalar gate."""
     bs = tl.load(b + t0 + tl.arange(0, C))
@@ -85,7 +92,7 @@ def _decay(b, t0, C: tl.constexpr):
 
 
 @triton.jit
-def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, H, HPG, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
                 BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr, GATE: tl.constexpr,
                 HAS_H0: tl.constexpr, STORE_LAST: tl.constexpr, PREC: tl.constexpr):
     """The chunk-to-chunk recurrence, one [BK, BV] tile of the state in registers:
@@ -94,7 +101,8 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, DK: tl.constexpr, DV: tl.c
     h0 starts the walk (initial state / gradient of the final state); h_last is its end."""
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     k0, v0 = i_k * BK, i_v * BV
-    x, y, b = x + i_bh * T * DK, y + i_bh * T * DV, b + i_bh * N * C * (DK if GATE == 1 else 1)
+    x, y = x + _qk_row(i_bh, H, HPG) * T * DK, y + i_bh * T * DV
+    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     hs = hs + i_bh * N * DK * DV
     h = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
@@ -157,13 +165,14 @@ def _intra_gated_fwd(q, k, b, A, scale, T, N, DK: tl.constexpr, C: tl.constexpr,
 
 
 @triton.jit
-def _output_fwd(q, k, v, b, hs, A, o, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+def _output_fwd(q, k, v, b, hs, A, o, scale, T, N, H, HPG, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
                 BK: tl.constexpr, BV: tl.constexpr, GATE: tl.constexpr, PREC: tl.constexpr):
     """o of chunk n for one Dv tile. With per-channel gates A comes from _intra_gated_fwd; without
     gates or with a scalar gate, Q K^T is computed here (A is never stored)."""
     NV: tl.constexpr = (DV + BV - 1) // BV
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
-    q, k, v = q + i_bh * T * DK, k + i_bh * T * DK, v + i_bh * T * DV
+    i_qk = _qk_row(i_bh, H, HPG)
+    q, k, v = q + i_qk * T * DK, k + i_qk * T * DK, v + i_bh * T * DV
     b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     hs, A, o = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C, o + i_bh * T * DV
     t0, v0 = i_n * C, i_v * BV
@@ -203,13 +212,14 @@ def _intra_dA(do, v, dA, T, N, DV: tl.constexpr, C: tl.constexpr, BV: tl.constex
 
 
 @triton.jit
-def _dv_bwd(q, k, v, b, A, do, dhs, dv, scale, T, N, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
+def _dv_bwd(q, k, v, b, A, do, dhs, dv, scale, T, N, H, HPG, DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr,
             BK: tl.constexpr, BV: tl.constexpr, GATE: tl.constexpr, PREC: tl.constexpr):
     """dV = A^T dO + (K ⊙ e^(b_L - b)) dh' of chunk n for one Dv tile (A^T = K Q^T recomputed
     here without gates or with a scalar gate)."""
     NV: tl.constexpr = (DV + BV - 1) // BV
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
-    q, k, A = q + i_bh * T * DK, k + i_bh * T * DK, A + i_bh * N * C * C
+    i_qk = _qk_row(i_bh, H, HPG)
+    q, k, A = q + i_qk * T * DK, k + i_qk * T * DK, A + i_bh * N * C * C
     b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
     dhs = dhs + (i_bh * N + i_n) * DK * DV
@@ -286,7 +296,7 @@ def _intra_dqk_gated(q, k, b, dA, dq, dk, scale, T, N, DK: tl.constexpr, C: tl.c
 
 
 @triton.jit
-def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N,
+def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T, N, H, HPG,
               DK: tl.constexpr, DV: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               GATE: tl.constexpr, PREC: tl.constexpr):
     """dQ, dK (and dg with gates) of chunk n for one Dk tile, written to dq, dk, dg [BH, T, Dk].
@@ -294,7 +304,8 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T,
     otherwise they are two matmuls with dA = dO V^T (times D with a scalar gate), computed here."""
     NK: tl.constexpr = (DK + BK - 1) // BK
     i_n, i_k, i_bh = tl.program_id(0) // NK, tl.program_id(0) % NK, tl.program_id(1).to(tl.int64)
-    q, k = q + i_bh * T * DK, k + i_bh * T * DK
+    i_qk = _qk_row(i_bh, H, HPG)
+    q, k = q + i_qk * T * DK, k + i_qk * T * DK
     b = b + i_bh * N * C * (DK if GATE == 1 else 1)
     v, do = v + i_bh * T * DV, do + i_bh * T * DV
     hs, dhs = hs + (i_bh * N + i_n) * DK * DV, dhs + (i_bh * N + i_n) * DK * DV
