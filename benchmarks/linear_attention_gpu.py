@@ -1,6 +1,6 @@
-"""GPU benchmark: our linear attention and GLA (the Triton form, and the compiled chunk form as a
-second row) against flash-linear-attention (fla) and causal SDPA, forward + backward, bf16,
-B=4, H=16, D=128, T in {2k, 8k, 32k}.
+"""GPU benchmark: our linear attention, GLA and simple GLA (one decay per head and step; the
+Triton form, and the compiled chunk form as a second row) against flash-linear-attention (fla)
+and causal SDPA, forward + backward, bf16, B=4, H=16, D=128, T in {2k, 8k, 32k}.
 
     python benchmarks/linear_attention_gpu.py --out linear_attention_gpu.md [--chunk-size 64]
 
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from archlab.ops.gla import gla  # noqa: E402
 from archlab.ops.linear_attn import linear_attn  # noqa: E402
+from archlab.ops.simple_gla import simple_gla  # noqa: E402
 
 try:
     import triton
@@ -34,6 +35,7 @@ except ImportError:
 try:
     from fla.ops.gla import chunk_gla
     from fla.ops.linear_attn import chunk_linear_attn
+    from fla.ops.simple_gla import chunk_simple_gla
     FLA = True
 except Exception as exc:  # noqa: BLE001 - any import failure means "no fla" here
     FLA_ERROR = f"{type(exc).__name__}: {exc}"
@@ -77,23 +79,30 @@ def cases(B, H, T, D, chunk_size):
     """(name, form, ours (fn, inputs), reference name, reference (fn, inputs) or None)."""
     bhtd, bthd = (B, H, T, D), (B, T, H, D)
     logsig = lambda x: F.logsigmoid(x.float()).div(16).to(torch.bfloat16)  # noqa: E731 - GLA's gate
+    logsig32 = lambda x: F.logsigmoid(x.float()).div(16)  # noqa: E731 - simple GLA's per-head gate, float32
     la = lambda form: (lambda q, k, v: linear_attn(q, k, v, form=form, chunk_size=chunk_size)[0],  # noqa: E731
                        [make(bhtd), make(bhtd), make(bhtd)])
     gl = lambda form: (lambda q, k, v, g: gla(q, k, v, g, form=form, chunk_size=chunk_size)[0],  # noqa: E731
                        [make(bhtd), make(bhtd), make(bhtd), make(bhtd, fn=logsig)])
+    sgl = lambda form: (lambda q, k, v, g: simple_gla(q, k, v, g, form=form, chunk_size=chunk_size)[0],  # noqa: E731
+                        [make(bhtd), make(bhtd), make(bhtd), make((B, H, T), fn=logsig32)])
     ours_la = {form: la(form) for form in FORMS}
     ours_gla = {form: gl(form) for form in FORMS}
-    ref_la = ref_gla = None
+    ours_sgl = {form: sgl(form) for form in FORMS}
+    ref_la = ref_gla = ref_sgl = None
     if FLA:
         ref_la = (lambda q, k, v: chunk_linear_attn(q, k, v, normalize=False)[0],
                   [make(bthd), make(bthd), make(bthd)])
         ref_gla = (lambda q, k, v, g: chunk_gla(q, k, v, g)[0],
                    [make(bthd), make(bthd), make(bthd), make(bthd, fn=logsig)])
+        ref_sgl = (lambda q, k, v, g: chunk_simple_gla(q, k, v, g)[0],
+                   [make(bthd), make(bthd), make(bthd), make((B, T, H), fn=logsig32)])
     sdpa = (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
             [make(bhtd), make(bhtd), make(bhtd)])
     rows = []
     for name, ours, ref_name, ref in (("linear_attn", ours_la, "fla chunk_linear_attn", ref_la),
-                                      ("gla", ours_gla, "fla chunk_gla", ref_gla)):
+                                      ("gla", ours_gla, "fla chunk_gla", ref_gla),
+                                      ("simple_gla", ours_sgl, "fla chunk_simple_gla", ref_sgl)):
         rows += [(name, form, ours[form], ref_name, ref) for form in FORMS]
         rows.append((name, FORMS[0], ours[FORMS[0]], "sdpa causal", sdpa))
     return rows
@@ -107,13 +116,16 @@ def agreement(B, H, T, D, chunk_size) -> list[list[str]]:
     g = torch.Generator(device="cuda").manual_seed(T)
     q, k, v, gate = (torch.randn(B, H, T, D, device="cuda", generator=g).to(torch.bfloat16) for _ in range(4))
     gate = F.logsigmoid(gate.float()).div(16).to(torch.bfloat16)
+    head_gate = F.logsigmoid(torch.randn(B, H, T, device="cuda", generator=g)).div(16)  # float32
     t = lambda x: x.transpose(1, 2).contiguous()  # noqa: E731
     rows = []
     with torch.no_grad():
         pairs = (("linear_attn", linear_attn(q, k, v, form="triton", chunk_size=chunk_size)[0],
                   chunk_linear_attn(t(q), t(k), t(v), normalize=False)[0]),
                  ("gla", gla(q, k, v, gate, form="triton", chunk_size=chunk_size)[0],
-                  chunk_gla(t(q), t(k), t(v), t(gate))[0]))
+                  chunk_gla(t(q), t(k), t(v), t(gate))[0]),
+                 ("simple_gla", simple_gla(q, k, v, head_gate, form="triton", chunk_size=chunk_size)[0],
+                  chunk_simple_gla(t(q), t(k), t(v), head_gate.transpose(1, 2).contiguous())[0]))
         for name, ours, ref in pairs:
             ref = ref.transpose(1, 2).float()
             err = ((ours.float() - ref).norm() / ref.norm()).item()
