@@ -32,7 +32,8 @@ chunks on the first axis (the only one without a 65535 limit).
 
 Shapes: B batch, H heads (BH = B*H programs), T time, N chunks, C chunk size, BC sub-chunk size,
 P = C // BC sub-chunks, Dk key dim (tiles of BK), Dv value dim (tiles of BV).
-Tensors: q, k [BH / HPG, T, Dk] (HPG heads may share one q/k head; 1 for GLA); v, o [BH, T, Dv]; b [BH, N*C, Dk]; hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C]
+Tensors: q, k [BH / HPG, T, Dk] (HPG heads may share one q/k head; 1 for GLA); v, o [BH, T, Dv];
+b [BH, N*C, Dk] ([BH, N*C] with a scalar gate); hs [BH, N, Dk, Dv]; A, dA [BH, N*C, C]
 (stored for GLA only: without gates Q K^T and dO V^T are recomputed where they are needed).
 """
 from __future__ import annotations
