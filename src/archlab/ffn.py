@@ -88,7 +88,8 @@ class GatedMLP(PackedMixin, nn.Module):
         self.gate = nn.Linear(d_model, hidden, bias=cfg.bias)
         self.up = nn.Linear(d_model, hidden, bias=cfg.bias)
         self.down = nn.Linear(hidden, d_model, bias=cfg.bias)
-        self.act = activation_fn(cfg.act())
+        self.act_name = cfg.act()
+        self.act = activation_fn(self.act_name)
 
     def forward(self, x: torch.Tensor, **_: object) -> torch.Tensor:
         g, u = self._project(x)  # one matmul once packed (decoding), else two

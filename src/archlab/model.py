@@ -195,14 +195,7 @@ class Model(nn.Module):
         abs_positions = positions if mask is None else positions.clamp(min=0)
         if not _capturing():
             self.input_position.check_positions(abs_positions)
-        x = self.embed(input_ids)
-        if self.cfg.embed_scale is not None:
-            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
-        pe = self.input_position.embed(abs_positions)
-        if pe is not None:
-            x = x + pe.to(x.dtype)
-        if self.embed_norm is not None:
-            x = self.embed_norm(x)
+        x = self.embed_input(input_ids, abs_positions)
         for i, block in enumerate(self.blocks):
             x = block(x, positions=positions, cache=cache.layers[i] if cache is not None else None, token_ids=input_ids,
                       mask=mask)
@@ -219,6 +212,19 @@ class Model(nn.Module):
             c = self.cfg.logit_softcap
             logits = c * torch.tanh(logits / c)
         return logits
+
+    def embed_input(self, input_ids: torch.Tensor, abs_positions: torch.Tensor) -> torch.Tensor:
+        """[B, T] token ids (and their positions, >= 0) -> [B, T, C]: the embedding, its scale,
+        absolute position vectors and the embedding norm, as the first block receives them."""
+        x = self.embed(input_ids)
+        if self.cfg.embed_scale is not None:
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
+        pe = self.input_position.embed(abs_positions)
+        if pe is not None:
+            x = x + pe.to(x.dtype)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        return x
 
     def _loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         from archlab.ops.cross_entropy import linear_cross_entropy

@@ -59,8 +59,19 @@ class SoftmaxAttention(PackedMixin, nn.Module):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """``mask`` [B, T] (True = real token) marks a left-padded batch; the pads' negative
         positions (and the cache's) already say which keys to hide."""
-        B, T, _ = x.shape
         q, k, v = self._project(x)  # one matmul once packed (decoding), else three
+        o = self.attend_projected(q, k, v, positions=positions, cache=cache, mask=mask)  # [B, T, H, D]
+        B, T = o.shape[:2]
+        if self.g_proj is not None:
+            o = o * torch.sigmoid(self.g_proj(x)).view(B, T, self.H, -1)  # gate [B, T, H, D or 1]
+        return self.o_proj(o.reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
+
+    def attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, positions: torch.Tensor,
+                         cache: KVCache | SlidingKVCache | None = None, mask: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+        """Everything between the q/k/v projections ([B, T, H*D], [B, T, Hkv*D] x 2) and the output
+        gate and projection: QK-norm, position, cache, attention. Returns [B, T, H, D]."""
+        B, T = q.shape[:2]
         off = self.cfg.qk_norm_unit_offset
         if self.cfg.qk_norm == "full":
             q, k = rms_norm(q, self.q_norm, self.norm_eps, off), rms_norm(k, self.k_norm, self.norm_eps, off)
@@ -76,16 +87,13 @@ class SoftmaxAttention(PackedMixin, nn.Module):
             k_pos = positions
         bias = self.position.bias(positions, k_pos)
         spec = padded_spec(self.mask, mask, cache)
-        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=spec, device=x.device,
+        backend = pick_backend(self.cfg.backend, softcap=self.cfg.softcap, mask=spec, device=q.device,
                                cached=cache is not None, flex_bias_ok=bias is None or self.position.score_mod(0) is not None)
         o = BACKENDS.get(backend)(
             q, k, v, q_pos=positions, k_pos=k_pos, scale=self.scale, bias=bias, mask=spec,
             softcap=self.cfg.softcap, position=self.position,
         )
-        o = o.transpose(1, 2)  # [B, T, H, D]
-        if self.g_proj is not None:
-            o = o * torch.sigmoid(self.g_proj(x)).view(B, T, self.H, -1)  # gate [B, T, H, D or 1]
-        return self.o_proj(o.reshape(B, T, self.H * self.D))  # [B, T, H*D] -> [B, T, C]
+        return o.transpose(1, 2)  # [B, T, H, D]
 
     def _packed_layers(self) -> list[nn.Linear]:
         return [self.q_proj, self.k_proj, self.v_proj]
