@@ -4,7 +4,7 @@ Llama-style 1.1B (hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192, vocab 
 128-token prompt, 256 new tokens. Roofline tokens/s = copy bandwidth / (weight bytes + mean
 cache bytes read per step).
 
-    python benchmarks/decode_gpu.py [--out decode.md] [--compile]
+    python benchmarks/decode_gpu.py [--out decode.md] [--compile] [--fused] [--autotune] [--profile]
 """
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--compile", action="store_true", help="also time a compiled step inside the graph")
     ap.add_argument("--profile", action="store_true", help="print the kernels of one decode step (eager and compiled)")
+    ap.add_argument("--fused", action="store_true",
+                    help="also time the fused step (archlab.decode_fused: norms, SwiGLU and residual adds inside "
+                         "Triton matrix-vector kernels), eager and compiled, in the CUDA graph")
     ap.add_argument("--autotune", action="store_true",
                     help="also time the step compiled with mode='max-autotune-no-cudagraphs' and coordinate-descent "
                          "tuning (inductor tries its own Triton matrix-vector kernels against cuBLAS; minutes)")
@@ -96,6 +99,9 @@ def main() -> None:
     dec = ours("archlab static cache + CUDA graph")
     if args.compile:
         ours("archlab static cache + compiled step + CUDA graph (packed q/k/v and gate/up)", compile=True)
+    if args.fused:
+        ours("archlab fused step (Triton matrix-vector kernels with norm/SwiGLU/residual) + CUDA graph", fused=True)
+        ours("archlab fused step + compiled glue + CUDA graph", fused=True, compile=True)
     if args.autotune:
         import torch._inductor.config as inductor_config
 

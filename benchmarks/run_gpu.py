@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "ceilings": ("ceilings_gpu.py", [], 60),
     "attention_window": ("attention_window_gpu.py", [], 150),
-    "decode": ("decode_gpu.py", ["--compile"], 300),
+    "decode": ("decode_gpu.py", ["--compile", "--fused"], 360),
     "train_step": ("train_step_gpu.py", [], 300),
     "moe": ("moe_gpu.py", [], 150),
     "linear_attention": ("linear_attention_gpu.py", ["--forms", "triton"], 480),

@@ -19,13 +19,15 @@ class GraphDecoder:
     ``use_graph=False`` (or a CPU model) runs the same static-cache step eagerly. ``pack=True``
     packs the projections that share an input (q/k/v, gate/up: ``archlab.packing``) so each runs
     as one matrix-vector product; the model's parameters become views of the packed rows, which
-    changes nothing else about the model (training, state dict, saving).
+    changes nothing else about the model (training, state dict, saving). ``fused=True`` runs the
+    step of ``archlab.decode_fused`` (norms, SwiGLU and residual adds inside the Triton
+    matrix-vector kernels; Llama-style models at batch 1; the projections are packed).
     """
 
     def __init__(self, model: Model, batch_size: int, max_len: int, *, use_graph: bool | None = None,
-                 compile: bool | str = False, pack: bool = True):
+                 compile: bool | str = False, pack: bool = True, fused: bool = False):
         self.model = model.eval()
-        if pack:
+        if pack or fused:
             from archlab.packing import pack_projections
 
             pack_projections(model)
@@ -39,6 +41,14 @@ class GraphDecoder:
         self.length = 0
         self._tok = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
         self._pos = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
+        step = self._step
+        if fused:  # norms, SwiGLU and residual adds inside the matrix-vector kernels (decode_fused.py)
+            from archlab.decode_fused import FusedStep, unsupported
+
+            why = unsupported(model, batch_size)
+            if why is not None:
+                raise ValueError(f"fused: this model cannot use the fused decoding step: {why}")
+            step = FusedStep(model, self.cache)
         # compile: True (inductor's default: fused norms, RoPE, SwiGLU and residuals around cuBLAS)
         # or a mode name; the graph is ours, so inductor's own CUDA graphs ("reduce-overhead") are not used
         if compile:
@@ -46,9 +56,9 @@ class GraphDecoder:
             if mode in ("reduce-overhead", "max-autotune"):
                 raise ValueError(f"compile: {mode!r} captures its own CUDA graphs; use True, 'default' or "
                                  "'max-autotune-no-cudagraphs' (GraphDecoder captures the graph)")
-            self._fn = torch.compile(self._step, mode=mode, fullgraph=True, dynamic=False)
+            self._fn = torch.compile(step, mode=mode, fullgraph=True, dynamic=False)
         else:
-            self._fn = self._step
+            self._fn = step
         self._graph: torch.cuda.CUDAGraph | None = None
         self._out: torch.Tensor | None = None
 
