@@ -24,6 +24,7 @@ BENCHMARKS = {
     "attention_window": ("attention_window_gpu.py", [], 150),
     "decode": ("decode_gpu.py", ["--compile", "--fused"], 360),
     "train_step": ("train_step_gpu.py", [], 300),
+    "gemv": ("gemv_gpu.py", [], 120),
     "moe": ("moe_gpu.py", [], 150),
     "linear_attention": ("linear_attention_gpu.py", ["--forms", "triton"], 480),
     "ssm": ("ssm_gpu.py", [], 300),

@@ -59,7 +59,8 @@ def gemv_triton(x: torch.Tensor, w: torch.Tensor, *, norm_weight: torch.Tensor |
     x, w = x.contiguous(), w.contiguous()
     y = torch.empty(n_out, dtype=x.dtype, device=x.device)
     # Weight rows per program: 16 on products of 16k rows or more, else 4 (many programs in flight);
-    # the best of a sweep on an H200 at the 1.1B model's shapes (BN 4-32, BK 256/512, 4/8 warps).
+    # the best of a sweep on an H200 at the 1.1B model's shapes (BN 4-32, BK 256/512, 4/8 warps;
+    # benchmarks/gemv_gpu.py --sweep repeats it).
     rows = 16 if N >= 16384 else 4
     BN = rows // 2 if swiglu else rows  # SwiGLU: BN gate rows and the same BN up rows
     BK = 512 if K >= 512 else max(16, triton.next_power_of_2(K))
