@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 FORMS = ("auto", "torch", "triton")
+_HAVE_TRITON = importlib.util.find_spec("triton") is not None  # once: gemv runs inside compiled steps
 
 
 def gemv_reference(x: Tensor, w: Tensor, *, norm_weight: Tensor | None = None, eps: float = 1e-6,
@@ -49,7 +50,7 @@ def gemv(x: Tensor, w: Tensor, *, norm_weight: Tensor | None = None, eps: float 
     out = w.shape[0] // 2 if swiglu else w.shape[0]
     if residual is not None and residual.shape != (out,):
         raise ValueError(f"residual: expected [{out}], got {tuple(residual.shape)}")
-    have = importlib.util.find_spec("triton") is not None
+    have = _HAVE_TRITON
     on_device = x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
     if form == "auto":
         form = "triton" if have and x.is_cuda and x.dtype != torch.float64 else "torch"
