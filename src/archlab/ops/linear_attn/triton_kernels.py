@@ -103,7 +103,10 @@ def _state_scan(x, y, b, h0, hs, h_last, scale, T, N, H, HPG, DK: tl.constexpr, 
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     k0, v0 = i_k * BK, i_v * BV
     x, y = x + _qk_row(i_bh, H, HPG) * T * DK, y + i_bh * T * DV
-    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
+    if GATE == 1:  # b [BH, N*C, Dk]; [BH, N*C] with a scalar gate
+        b = b + i_bh * N * C * DK
+    else:
+        b = b + i_bh * N * C
     hs = hs + i_bh * N * DK * DV
     h = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
@@ -174,7 +177,10 @@ def _output_fwd(q, k, v, b, hs, A, o, scale, T, N, H, HPG, DK: tl.constexpr, DV:
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
     i_qk = _qk_row(i_bh, H, HPG)
     q, k, v = q + i_qk * T * DK, k + i_qk * T * DK, v + i_bh * T * DV
-    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
+    if GATE == 1:  # b [BH, N*C, Dk]; [BH, N*C] with a scalar gate
+        b = b + i_bh * N * C * DK
+    else:
+        b = b + i_bh * N * C
     hs, A, o = hs + (i_bh * N + i_n) * DK * DV, A + i_bh * N * C * C, o + i_bh * T * DV
     t0, v0 = i_n * C, i_v * BV
     acc = tl.zeros([C, BV], dtype=tl.float32)
@@ -221,7 +227,10 @@ def _dv_bwd(q, k, v, b, A, do, dhs, dv, scale, T, N, H, HPG, DK: tl.constexpr, D
     i_n, i_v, i_bh = tl.program_id(0) // NV, tl.program_id(0) % NV, tl.program_id(1).to(tl.int64)
     i_qk = _qk_row(i_bh, H, HPG)
     q, k, A = q + i_qk * T * DK, k + i_qk * T * DK, A + i_bh * N * C * C
-    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
+    if GATE == 1:  # b [BH, N*C, Dk]; [BH, N*C] with a scalar gate
+        b = b + i_bh * N * C * DK
+    else:
+        b = b + i_bh * N * C
     do, dv = do + i_bh * T * DV, dv + i_bh * T * DV
     dhs = dhs + (i_bh * N + i_n) * DK * DV
     t0, v0 = i_n * C, i_v * BV
@@ -307,7 +316,10 @@ def _dqkg_bwd(q, k, v, b, hs, dhs, do, dq_intra, dk_intra, dq, dk, dg, scale, T,
     i_n, i_k, i_bh = tl.program_id(0) // NK, tl.program_id(0) % NK, tl.program_id(1).to(tl.int64)
     i_qk = _qk_row(i_bh, H, HPG)
     q, k = q + i_qk * T * DK, k + i_qk * T * DK
-    b = b + i_bh * N * C * (DK if GATE == 1 else 1)
+    if GATE == 1:  # b [BH, N*C, Dk]; [BH, N*C] with a scalar gate
+        b = b + i_bh * N * C * DK
+    else:
+        b = b + i_bh * N * C
     v, do = v + i_bh * T * DV, do + i_bh * T * DV
     hs, dhs = hs + (i_bh * N + i_n) * DK * DV, dhs + (i_bh * N + i_n) * DK * DV
     dq, dk, dg = dq + i_bh * T * DK, dk + i_bh * T * DK, dg + i_bh * T * DK
