@@ -3,12 +3,17 @@ forms agree (outputs and parameter gradients), cache bytes and params analytic =
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from archlab.errors import CacheOverflowError, ConfigError
 from archlab.linear import FeatureMapConfig, LinearAttentionConfig, build_mixer, cache_bytes, flops_per_token, params
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "ops"))
+from triton_marks import interpreter  # noqa: E402
 
 D_MODEL, T = 32, 13
 
@@ -148,3 +153,24 @@ def test_config_errors_name_the_field():
         build_mixer(LinearAttentionConfig(heads=3), 32)
     cfg = LinearAttentionConfig.from_dict({"kind": "gla", "feature_map": {"kind": "taylor"}})
     assert LinearAttentionConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@interpreter
+@pytest.mark.parametrize("name", ["linear-elu+1", "gla", "retention", "based"])
+def test_triton_form_equals_chunk_interpreted(name):
+    """The mixers whose ops have a Triton form (linear.form: triton): outputs and parameter
+    gradients equal the chunk form's. Runs under Triton's interpreter on the CPU."""
+    x, pos = data(length=40)
+    results = {}
+    for form in ("chunk", "triton"):
+        m = dataclasses.replace(CONFIGS[name], chunk_size=16)
+        torch.manual_seed(0)
+        mod = build_mixer(dataclasses.replace(m, form=form), D_MODEL, layer_idx=0).eval()
+        with torch.no_grad():
+            for p in mod.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        y = mod(x, positions=pos)
+        results[form] = (y.detach(), torch.autograd.grad((y * y.detach().cos()).sum(), list(mod.parameters())))
+    torch.testing.assert_close(results["triton"][0], results["chunk"][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(results["triton"][1], results["chunk"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

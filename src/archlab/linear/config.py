@@ -10,7 +10,7 @@ from archlab.errors import check
 Kind = Literal["linear", "retention", "gla", "deltanet", "gated_deltanet", "based"]
 FeatureMapKind = Literal["elu+1", "relu", "performer", "cosformer", "hedgehog", "taylor"]
 Form = Literal["auto", "parallel", "chunk", "chunk_compiled", "recurrent", "triton"]
-TRITON_KINDS = ("linear", "gla", "based")  # the kinds whose ops have a Triton form
+TRITON_KINDS = ("linear", "gla", "based", "retention")  # the kinds whose ops have a Triton form
 
 # what each kind uses when output_norm / output_gate / conv_size are left at None (its paper's choice)
 KIND_DEFAULTS: dict[str, dict[str, object]] = {
