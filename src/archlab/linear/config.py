@@ -53,7 +53,10 @@ class LinearAttentionConfig(Config):
     gate_normalizer: float = 16.0  # GLA: log gate = logsigmoid(.) / gate_normalizer
     window: int = 64  # based: sliding-window softmax span (the decode cache keeps this many slots)
     chunk_size: int = 64  # chunk length of the chunkwise (training/prefill) form
-    form: Form = "auto"  # auto: triton on CUDA where the kind has it (else chunk_compiled), chunk on CPU, recurrent for one-token cached steps (logged once)
+    # auto: triton on CUDA for kinds linear and based (gla and retention: chunk_compiled until their Triton
+    # gradients are tested on a GPU; form=triton asks for them), chunk on CPU, recurrent for one-token
+    # cached steps (logged once)
+    form: Form = "auto"
     norm_eps: float = 1e-5  # epsilon of the output norms
     eps: float = 1e-6  # added to the normaliser
 
