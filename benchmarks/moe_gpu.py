@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import time
 import traceback
@@ -27,25 +26,9 @@ import torch
 def _time(fn, warmup: int, iters: int) -> float:
     """Median milliseconds of fn() over iters runs, each between two CUDA events (wall clock on
     the CPU, where --device cpu serves as a quick smoke test of the script)."""
-    cuda = _DEVICE[0] == "cuda"
-    for _ in range(warmup):
-        fn()
-    if cuda:
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    from archlab.bench.timing import median_ms
+
+    return median_ms(fn, torch.device(_DEVICE[0]), warmup=warmup, rep=iters)
 
 
 _DEVICE = ["cuda"]
