@@ -67,17 +67,19 @@ def test_cache_bytes_measured_equals_analytic(name, dtype):
     assert cache.length == 0 and cache.ssm_state.abs().sum() == 0 and cache.conv_state.abs().sum() == 0
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_reference_backend_matches_chunked(name):
-    m = _mixer(name)
-    ref = _mixer(name, backend="reference")
-    x = torch.randn(2, 10, D_MODEL, requires_grad=True)
+def assert_mixers_agree(ref, m, x):
+    """Outputs, input gradients and parameter gradients of two mixers with the same weights."""
     y0, y1 = ref(x), m(x)
     torch.testing.assert_close(y1, y0, atol=1e-5, rtol=1e-5)
     g0 = torch.autograd.grad(y0.square().sum(), [x, *ref.parameters()])
     g1 = torch.autograd.grad(y1.square().sum(), [x, *m.parameters()])
     for a, b in zip(g0, g1):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_reference_backend_matches_chunked(name):
+    assert_mixers_agree(_mixer(name, backend="reference"), _mixer(name), torch.randn(2, 10, D_MODEL, requires_grad=True))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
