@@ -45,22 +45,27 @@ import triton.language as tl
 @triton.jit
 def _tile(ptr, r0, c0, n_rows, n_cols, stride, BR: tl.constexpr, BCOL: tl.constexpr):
     """The [BR, BCOL] block at (r0, c0) of a row-major [n_rows, n_cols] matrix; entries out of
-    range are 0. Block pointers keep the addresses compact (no per-element 64-bit pointers)."""
-    blk = tl.make_block_ptr(ptr, (n_rows, n_cols), (stride, 1), (r0, c0), (BR, BCOL), (1, 0))
-    return tl.load(blk, boundary_check=(0, 1), padding_option="zero")
+    range are 0. Plain pointers and masks: block pointers are gone from newer Triton releases."""
+    rows, cols = r0 + tl.arange(0, BR), c0 + tl.arange(0, BCOL)
+    inside = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=inside, other=0.0)
 
 
 @triton.jit
 def _put(ptr, x, r0, c0, n_rows, n_cols, stride):
-    blk = tl.make_block_ptr(ptr, (n_rows, n_cols), (stride, 1), (r0, c0), x.shape, (1, 0))
-    tl.store(blk, x.to(ptr.dtype.element_ty), boundary_check=(0, 1))
+    BR: tl.constexpr = x.shape[0]
+    BCOL: tl.constexpr = x.shape[1]
+    rows, cols = r0 + tl.arange(0, BR), c0 + tl.arange(0, BCOL)
+    inside = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    tl.store(ptr + rows[:, None] * stride + cols[None, :], x.to(ptr.dtype.element_ty), mask=inside)
 
 
 @triton.jit
 def _row(ptr, row, c0, n_rows, n_cols, BCOL: tl.constexpr):
     """Columns c0 .. c0+BCOL of row ``row`` of a row-major [n_rows, n_cols] matrix (0 out of range)."""
     cols = c0 + tl.arange(0, BCOL)
-    return tl.load(ptr + row * n_cols + cols, mask=(cols < n_cols) & (row < n_rows), other=0.0)
+    inside = (cols < n_cols) & (row + cols * 0 < n_rows)  # the row test as a vector: a scalar mask is not portable
+    return tl.load(ptr + row * n_cols + cols, mask=inside, other=0.0)
 
 
 @triton.jit
