@@ -1,5 +1,13 @@
+import importlib.util
+import os
+
 import pytest
 import torch
+
+# Without CUDA, run the Triton kernels under Triton's interpreter so that their tests (against the
+# PyTorch references) run on the CPU too. Set before any kernel is defined: triton.jit reads it.
+if not torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,8 @@
 """The fused Triton row kernel of the chunked cross-entropy (rows="triton") against the float64
 reference: loss and the gradients of h, the head weight and bias, with soft-cap and ignored targets.
 
-On the CPU the kernel runs under Triton's interpreter (Triton 3.6's interpreter needs numpy < 2.4):
-    TRITON_INTERPRET=1 python -m pytest -q tests/ops/test_cross_entropy_triton.py
+On a machine without CUDA the kernel runs under Triton's interpreter (tests/conftest.py turns it
+on when triton is installed; see triton_marks.py).
 The gpu-marked test runs the compiled kernel at the size of a real vocabulary.
 """
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The Triton form of linear_attn and gla against the parallel reference: outputs, final states
 and the gradients of q, k, v, the gates and the initial state.
 
-On the CPU the kernels run under Triton's interpreter at tiny sizes (about a minute; Triton 3.6's
-interpreter needs numpy < 2.4):
-    TRITON_INTERPRET=1 python -m pytest -q tests/ops/test_linear_triton.py
+On a machine without CUDA the kernels run under Triton's interpreter at tiny sizes, about a
+minute (tests/conftest.py turns it on when triton is installed; see triton_marks.py).
 The gpu-marked tests run the compiled kernels at real sizes (D=128, T not a multiple of C).
 """
 from __future__ import annotations

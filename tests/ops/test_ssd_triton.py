@@ -2,8 +2,8 @@
 outputs, final states and the gradients of x, dt, A, B, C and the initial state, grouped B/C,
 lengths that do not divide the chunk; and the Mamba-2 mixer with backend="triton".
 
-On the CPU the kernels run under Triton's interpreter (Triton 3.6's interpreter needs numpy < 2.4):
-    TRITON_INTERPRET=1 python -m pytest -q tests/ops/test_ssd_triton.py
+On a machine without CUDA the kernels run under Triton's interpreter (tests/conftest.py turns it
+on when triton is installed; see triton_marks.py).
 """
 from __future__ import annotations
 
