@@ -14,7 +14,9 @@ of memory or fails is reported as such and the next row still runs.
 
 Rows: transformers; ours (the chunked SSD in PyTorch ops, eager); ours-compiled (each block
 compiled); ours-triton, ours-triton-compiled (Mamba-2's SSD in the Triton kernels of
-ops/ssd/triton.py, chunk 64).
+ops/ssd/triton.py, chunk 64); a "-graphs" suffix instead of "-compiled" compiles the model whole
+with mode="reduce-overhead" (CUDA graphs: at batch 1 the step is otherwise partly bound by the
+host's launch rate). --trace DIR writes a Chrome trace of two steps of each of our rows.
 
 Shapes: B batch, T time, C model width, V vocabulary.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import time
 import traceback
@@ -109,10 +112,12 @@ def _build(row: str, kind: str, a):
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
     else:
         model = TinyLM(_configs(kind, a, row), a.d_model, a.layers, a.vocab)
+        fwd = model
         if row.endswith("-compiled"):
             for block in model.layers:  # regional compilation: one compiled graph serves every block
                 block.compile()
-        fwd = model
+        elif row.endswith("-graphs"):
+            fwd = torch.compile(model, mode="reduce-overhead")
     return model.cuda(), fwd
 
 
@@ -154,8 +159,9 @@ def run_row(row: str, kind: str, batch: int, a) -> dict:
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1e3)
         dt = statistics.median(times)
-        if a.profile and row != "transformers":
-            profile_steps(step, f"{kind} {row} batch {batch}")
+        if (a.profile or a.trace) and row != "transformers":
+            profile_steps(step, f"{kind} {row} batch {batch}",
+                          trace=a.trace and f"{a.trace}/{kind}-{row}-b{batch}.json")
         tok_s = batch * a.seq / dt
         return dict(row=row, kind=kind, batch=batch, params=n_params, step_ms=dt * 1e3, tok_s=tok_s,
                     peak_gib=torch.cuda.max_memory_allocated() / 2**30, warm_s=warm_s, loss=loss.item(),
@@ -172,11 +178,13 @@ def run_row(row: str, kind: str, batch: int, a) -> dict:
         torch._dynamo.reset()
 
 
-def profile_steps(step, label: str, steps: int = 2) -> None:
-    """Kernel table of ``steps`` training steps: where a step's time goes."""
+def profile_steps(step, label: str, steps: int = 2, trace: str | None = None) -> None:
+    """Kernel table of ``steps`` training steps: where a step's time goes; with ``trace``, also a
+    Chrome trace (host and device) written to that path."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    acts = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if trace else [])
+    with profile(activities=acts) as prof:
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
@@ -184,11 +192,13 @@ def profile_steps(step, label: str, steps: int = 2) -> None:
     busy = sum(e.self_device_time_total for e in ev) / steps / 1e3
     print(f"--- {label}: {busy:.1f} ms of kernel time per step")
     print(ev.table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=80), flush=True)
+    if trace:
+        prof.export_chrome_trace(trace)
 
 
 def check_ops() -> None:
     """The chunked ops on the GPU against the sequential reference (float32), eager and compiled,
-    and the Triton SSD (eager: its kernels are already fused)."""
+    and the Triton SSD (in a compiled graph, its kernels are two opaque ops)."""
     from archlab.ops.selective_scan import selective_scan_chunked, selective_scan_reference
     from archlab.ops.ssd import ssd_chunked, ssd_reference, ssd_triton
 
@@ -208,7 +218,7 @@ def check_ops() -> None:
         ins = [t.detach().requires_grad_() for t in ins]
         y0, h0 = ref(*ins)
         g0 = torch.autograd.grad(y0.square().sum() + h0.sum(), ins)
-        forms = [("eager", fast)] if "triton" in name else [("eager", fast), ("compiled", torch.compile(fast, fullgraph=True))]
+        forms = [("eager", fast), ("compiled", torch.compile(fast, fullgraph=True))]
         for label, fn in forms:
             y1, h1 = fn(*ins)
             g1 = torch.autograd.grad(y1.square().sum() + h1.sum(), ins)
@@ -234,10 +244,13 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
     ap.add_argument("--check", action="store_true", help="first compare the chunked ops with the reference on the GPU")
     ap.add_argument("--profile", action="store_true", help="print the kernels of two steps of each of our rows")
+    ap.add_argument("--trace", default=None, metavar="DIR", help="write a Chrome trace of two steps of each of our rows")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("ssm_gpu.py needs a CUDA device")
     warnings.filterwarnings("ignore")
+    if a.trace:
+        os.makedirs(a.trace, exist_ok=True)
     if a.check:
         check_ops()
     results = []

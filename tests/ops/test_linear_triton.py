@@ -138,6 +138,52 @@ def test_shared_qk_heads_interpreted(gated):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@interpreter
+@pytest.mark.parametrize("gate", ["none", "channel", "scalar"])
+def test_triton_form_compiles_in_one_graph(gate):
+    """torch.compile(fullgraph=True) keeps the kernels inside the graph (two custom ops, no break):
+    outputs and gradients equal to eager, and to the chunk form."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 37, 16, generator=g) for _ in range(3))
+    s0 = torch.randn(1, 2, 16, 16, generator=g)
+    log_g = {"none": None, "channel": F.logsigmoid(torch.randn(1, 2, 37, 16, generator=g) + 2.0),
+             "scalar": F.logsigmoid(torch.randn(1, 2, 37, generator=g) + 2.0)}[gate]
+
+    def step(q, k, v, s0, lg):
+        o, s = load_triton_chunk().chunk_triton(torch.sin(q), k, v, lg, s0, scale=0.3, chunk_size=16)
+        return o.square().sum() + (s * s0).sum()
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, s0)] + ([] if log_g is None else [log_g.clone().requires_grad_()])
+        loss = fn(*leaves[:4], leaves[4] if log_g is not None else None)
+        return [loss, *torch.autograd.grad(loss, leaves)]
+
+    torch._dynamo.reset()
+    eager, compiled = run(step), run(torch.compile(step, fullgraph=True, backend="aot_eager"))
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@interpreter
+@pytest.mark.parametrize("gate", ["none", "channel", "scalar"])
+def test_triton_ops_pass_opcheck(gate):
+    """The custom ops' schema, fake (shape) functions and autograd registration agree with the kernels."""
+    from archlab.ops.linear_attn import triton_chunk as tc
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 20, 16, generator=g, requires_grad=True) for _ in range(3))
+    lg = {"none": None, "channel": F.logsigmoid(torch.randn(1, 2, 20, 16, generator=g)).requires_grad_(),
+          "scalar": F.logsigmoid(torch.randn(1, 2, 20, generator=g)).requires_grad_()}[gate]
+    s0 = torch.randn(1, 2, 16, 16, generator=g, requires_grad=True)
+    torch.library.opcheck(tc._fwd_op, (q, k, v, lg, s0, 0.3, 16, torch.float32),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    o, s, hs, A, b = tc._fwd_op(q.detach(), k.detach(), v.detach(), None if lg is None else lg.detach(), s0.detach(),
+                                0.3, 16, torch.float32)
+    torch.library.opcheck(tc._bwd_op, (q.detach(), k.detach(), v.detach(), b, s0.detach(), hs, A, torch.randn_like(o),
+                                       torch.randn_like(s), 0.3, 16, True),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
 @needs_triton
 def test_shared_qk_heads_need_a_scalar_gate():
     q = torch.randn(1, 2, 8, 16)
