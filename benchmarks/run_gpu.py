@@ -27,7 +27,7 @@ BENCHMARKS = {
     "gemv": ("gemv_gpu.py", [], 120),
     "moe": ("moe_gpu.py", [], 150),
     "linear_attention": ("linear_attention_gpu.py", ["--forms", "triton"], 480),
-    "ssm": ("ssm_gpu.py", [], 300),
+    "ssm": ("ssm_gpu.py", [], 480),
     "cache_memory": ("cache_memory_gpu.py", [], 120),
     "train_125m": ("train_gpu.py", [], 150),
 }

@@ -230,7 +230,7 @@ def check_ops() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kinds", default="mamba2", help="comma list of mamba2, mamba")
-    ap.add_argument("--rows", default="transformers,ours,ours-compiled,ours-triton-compiled")
+    ap.add_argument("--rows", default="transformers,ours,ours-compiled,ours-triton-compiled,ours-graphs,ours-triton-graphs")
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--d-model", type=int, default=2048)
@@ -260,6 +260,19 @@ def main() -> None:
                 r = run_row(row, kind, batch, a)
                 print(r, flush=True)
                 results.append(r)
+                if a.out:  # after every row, so a run stopped by its time limit keeps the rows it measured
+                    write_atomic(a.out, table(results, a) + "\n")
+    print("\n" + table(results, a))
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def table(results: list[dict], a) -> str:
     head = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}; hidden {a.d_model}, {a.layers} layers, "
             f"T={a.seq}, vocab {a.vocab}; bf16 autocast, AdamW; median of {a.steps} steps after {a.warmup}\n")
     lines = [head, "| kind | batch | implementation | params (M) | step (ms) | tokens/s | peak GiB | model TFLOP/s | vs transformers | warm-up s |",
@@ -275,12 +288,7 @@ def main() -> None:
                      f"{r['tok_s']:,.0f} | {r['peak_gib']:.1f} | {r['tflops']:.0f} | {ratio} | {r['warm_s']:.0f} |")
     lines.append(f"\nmodel TFLOP/s = tokens/s x 3 x forward FLOPs per token (analytic); bf16 matmul ceiling about "
                  f"{MATMUL_PEAK_TFLOPS:.0f} TFLOP/s on one H200")
-    table = "\n".join(lines)
-    print("\n" + table)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(table + "\n")
-
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
