@@ -35,7 +35,7 @@ OPS = {
 }
 
 
-FAST_FORMS = [(op, "chunk_compiled") for op in OPS] + [(op, "triton") for op in ("linear_attn", "linear_attn_norm", "gla")]
+FAST_FORMS = [(op, "chunk_compiled") for op in OPS] + [(op, "triton") for op in ("linear_attn", "linear_attn_norm", "gla", "simple_gla")]
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-3), (torch.bfloat16, 6e-2)])
@@ -56,9 +56,10 @@ def test_fast_forms_match_parallel(op, form, dtype, tol):
         torch.testing.assert_close(a_.double(), b_, rtol=tol, atol=tol * b_.abs().max().item())
 
 
-@pytest.mark.parametrize("kind", ["linear", "gla", "gated_deltanet", "based"])
+@pytest.mark.parametrize("kind", ["linear", "gla", "gated_deltanet", "based", "retention"])
 def test_mixer_auto_on_cuda_decodes_like_full_forward(kind):
-    """kind="linear" and "based" run the Triton form here when triton is installed ("gla" the compiled chunk form)."""
+    """kinds linear, gla, based and retention run the Triton form here when triton is installed
+    (gated_deltanet the compiled chunk form)."""
     from archlab.linear import LinearAttentionConfig, build_mixer
 
     torch.manual_seed(0)

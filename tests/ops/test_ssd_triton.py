@@ -58,7 +58,7 @@ def test_ssd_triton_interpreted(T, chunk, G, h0):
 def test_mamba2_mixer_triton_backend_interpreted():
     cfg = SSMConfig(kind="mamba2", d_state=16, head_dim=8, n_groups=2, chunk_size=16)
     torch.manual_seed(0)
-    ref = build_ssm_mixer(cfg, 32, layer_idx=0)
+    ref = build_ssm_mixer(cfg.replace(backend="chunked"), 32, layer_idx=0)
     fast = build_ssm_mixer(cfg.replace(backend="triton"), 32, layer_idx=0)
     fast.load_state_dict(ref.state_dict())
     assert_mixers_agree(ref, fast, torch.randn(2, 21, 32, requires_grad=True))
@@ -69,6 +69,28 @@ def test_triton_backend_config_is_checked():
         SSMConfig(kind="mamba", backend="triton")
     with pytest.raises(ConfigError, match="ssm.chunk_size"):
         SSMConfig(kind="mamba2", backend="triton", chunk_size=256)
+
+
+def test_auto_backend_is_chunked_off_cuda():
+    m = build_ssm_mixer(SSMConfig(kind="mamba2", d_state=16, head_dim=8), 32, layer_idx=0)
+    assert m.cfg.backend == "auto" and m._backend(torch.zeros(1)) == "chunked"
+
+
+@pytest.mark.gpu
+@on_gpu
+def test_auto_backend_picks_triton_on_cuda():
+    m = build_ssm_mixer(SSMConfig(kind="mamba2", d_state=16, head_dim=8), 32, layer_idx=0)
+    x = torch.zeros(1, device="cuda")
+    assert m._backend(x) == "triton"
+    assert m._backend(x.double()) == "chunked"  # the kernels take no float64
+    odd = build_ssm_mixer(SSMConfig(kind="mamba2", d_state=16, head_dim=8, chunk_size=48), 32, layer_idx=0)
+    assert odd._backend(x) == "chunked"  # a chunk size the kernels lack
+    cfg = SSMConfig(kind="mamba2", d_state=16, head_dim=8, n_groups=2, chunk_size=16)
+    torch.manual_seed(0)
+    ref = build_ssm_mixer(cfg.replace(backend="chunked"), 32, layer_idx=0).cuda()
+    auto = build_ssm_mixer(cfg, 32, layer_idx=0).cuda()
+    auto.load_state_dict(ref.state_dict())
+    assert_mixers_agree(ref, auto, torch.randn(2, 21, 32, device="cuda", requires_grad=True))
 
 
 @pytest.mark.gpu

@@ -53,9 +53,8 @@ class LinearAttentionConfig(Config):
     gate_normalizer: float = 16.0  # GLA: log gate = logsigmoid(.) / gate_normalizer
     window: int = 64  # based: sliding-window softmax span (the decode cache keeps this many slots)
     chunk_size: int = 64  # chunk length of the chunkwise (training/prefill) form
-    # auto: triton on CUDA for kinds linear and based (gla and retention: chunk_compiled until their Triton
-    # gradients are tested on a GPU; form=triton asks for them), chunk on CPU, recurrent for one-token
-    # cached steps (logged once)
+    # auto: triton on CUDA for the kinds that have it (TRITON_KINDS) when the chunk size is one the kernels
+    # take, chunk_compiled for the other kinds, chunk on CPU, recurrent for one-token cached steps (logged once)
     form: Form = "auto"
     norm_eps: float = 1e-5  # epsilon of the output norms
     eps: float = 1e-6  # added to the normaliser

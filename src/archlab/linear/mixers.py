@@ -57,7 +57,7 @@ class Retention(LinearMixerBase):
         o, final = retention(
             rotary(q, positions), drop_pads(rotary(k, positions), mask), v, self.log_decay, scale=self.dims.qk ** -0.5,
             initial_state=self.state_in(cache), output_final_state=cache is not None,
-            form=form, chunk_size=self.cfg.chunk_size,
+            form=auto_triton(self.cfg.form, form, self.cfg.chunk_size, v), chunk_size=self.cfg.chunk_size,
         )
         self.state_out(cache, final)
         return o
@@ -78,9 +78,7 @@ class GatedLinearAttention(LinearMixerBase):
         o, final = gla(
             q, drop_pads(k, mask), v, self.heads(g, self.dims.qk), scale=self.dims.qk ** -0.5,
             initial_state=self.state_in(cache), output_final_state=cache is not None,
-            # auto keeps the compiled chunk form until the gated Triton kernels' real-size gradient tests
-            # have passed on a GPU (their outputs match fla's there); form=triton asks for them
-            form=form, chunk_size=self.cfg.chunk_size,
+            form=auto_triton(self.cfg.form, form, self.cfg.chunk_size, v), chunk_size=self.cfg.chunk_size,
         )
         self.state_out(cache, final)
         return o

@@ -50,8 +50,9 @@ class SSMConfig(Config):
     dt_init_floor: float = 1e-4  # lower bound on the initial dt
     chunk_size: int | None = None  # tokens per chunk of the fast scan; None = 16 (mamba) / 64 (mamba2); speed only
     # the chunked fast form (PyTorch), the token loop (for checks), or mamba2's SSD in Triton kernels
-    # (CUDA; chunk_size 16, 32, 64 or 128)
-    backend: Literal["chunked", "reference", "triton"] = "chunked"
+    # (CUDA; chunk_size 16, 32, 64 or 128). auto: triton for mamba2 on CUDA tensors when triton is
+    # installed and takes the chunk size and dtype (not float64), else chunked
+    backend: Literal["auto", "chunked", "reference", "triton"] = "auto"
 
     def __post_init__(self) -> None:
         for name in ("d_state", "d_conv", "expand"):

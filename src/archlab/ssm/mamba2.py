@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.ops.causal_conv1d import causal_conv1d
+from archlab.ops.linear_attn.common import auto_triton
 from archlab.ops.ssd import ssd_chunked, ssd_reference, ssd_step, ssd_triton
 from archlab.ssm.cache import SSMCache
 from archlab.ssm.common import check_input, init_dt_bias, mark_no_weight_decay
@@ -78,9 +79,10 @@ class Mamba2Mixer(nn.Module):
             y = ssd_step(cache.ssm_state, xs[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])[:, None]
         else:
             h0 = None if cache is None else cache.ssm_state.clone()  # clone: the cache is overwritten below
-            if self.cfg.backend == "reference":
+            backend = self._backend(xs)
+            if backend == "reference":
                 y, h = ssd_reference(xs, dt, A, B, C, h0)
-            elif self.cfg.backend == "triton":
+            elif backend == "triton":
                 y, h = ssd_triton(xs, dt, A, B, C, h0, chunk_size=self.cfg.chunk)
             else:
                 y, h = ssd_chunked(xs, dt, A, B, C, h0, chunk_size=self.cfg.chunk)
@@ -92,6 +94,13 @@ class Mamba2Mixer(nn.Module):
         y = y.float() + xs.float() * self.D.float()[:, None]  # [B, T, H, P]
         y = self.norm(y.reshape(Bsz, T, E), z)  # [B, T, H, P] -> [B, T, E]
         return self.out_proj(y.to(x.dtype))
+
+    def _backend(self, x: torch.Tensor) -> str:
+        """ssm.backend, with auto resolved for this input (see SSMConfig.backend)."""
+        if self.cfg.backend != "auto":
+            return self.cfg.backend
+        picked = auto_triton("auto", "chunk_compiled", self.cfg.chunk, x, what="mamba2 SSD")
+        return "triton" if picked == "triton" else "chunked"
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
                   device: torch.device | str | None = None) -> SSMCache:

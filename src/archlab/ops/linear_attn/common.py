@@ -43,14 +43,15 @@ def triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def auto_triton(configured: str, picked: str, chunk_size: int, x: Tensor) -> str:
+def auto_triton(configured: str, picked: str, chunk_size: int, x: Tensor, what: str = "linear attention") -> str:
     """A mixer's form="auto" on CUDA: the Triton kernels in place of the compiled chunk form
-    when triton is installed and takes this chunk size and dtype (logged once); else ``picked``."""
+    when triton is installed and takes this chunk size and dtype (logged once, naming ``what``);
+    else ``picked``."""
     if configured != "auto" or picked != "chunk_compiled" or x.device.type != "cuda" or not triton_installed():
         return picked
     if chunk_size not in TRITON_CHUNK_SIZES or x.dtype == torch.float64:
         return picked
-    _log_once("linear attention: form=auto picked triton on cuda")
+    _log_once(f"{what}: auto picked triton on cuda")
     return "triton"
 
 
