@@ -126,3 +126,29 @@ def test_speedup_reads_both_units():
     assert Line("c", fast, "r", Figure(1.0, "tokens/s")).cells()[4] == "-"
     with pytest.raises(ValueError, match="unit"):
         Figure(1.0, "s")
+
+
+def test_ssm_reference_falls_back_to_eager_when_its_compile_fails(monkeypatch):
+    """transformers' Mamba-2 does not compile under every torch (an inductor error on torch 2.11):
+    the row then times it eager and says so; ours is compiled with CUDA graphs."""
+    from archlab.bench import rows_ssm
+    from archlab.bench.context import Context
+    from archlab.bench.sizes import SIZES
+    from archlab.bench.timing import Ceilings
+
+    calls = []
+
+    def fake_rate(ctx, build, loss_of, ids, flops, *, compile=None, mode=None):
+        ref = build.__name__ == "hf_build"
+        calls.append((ref, compile, mode))
+        if ref and compile is None:
+            raise RuntimeError("list indices must be integers or slices, not NoneType")
+        return Figure(10.0 if ref else 500.0, "tokens/s", 0.1)
+
+    monkeypatch.setattr(rows_ssm, "training_rate", fake_rate)
+    ctx = Context(torch.device("cpu"), torch.float32, SIZES["tiny"], Ceilings(1.0, 1.0, torch.float32, 64), compile=True)
+    line = rows_ssm.ssm_train(ctx).lines[0]
+    assert calls == [(False, None, "reduce-overhead"), (True, None, None), (True, False, None)]
+    assert line.ref.value == 10.0 and line.ours.value == 500.0
+    assert "eager; compiled RuntimeError: list indices" in line.reference
+    assert "CUDA graphs" in line.case

@@ -47,12 +47,14 @@ def _training_step(model, opt, ids, loss_of):
     return step
 
 
-def training_rate(ctx: Context, build, loss_of, ids: torch.Tensor, flops_per_token: float) -> Figure:
-    """Tokens/s of an AdamW training step on ``ids`` [B, T+1] (compiled where ctx says so), and
-    its fraction of the measured matmul rate."""
+def training_rate(ctx: Context, build, loss_of, ids: torch.Tensor, flops_per_token: float, *,
+                  compile: bool | None = None, mode: str | None = None) -> Figure:
+    """Tokens/s of an AdamW training step on ``ids`` [B, T+1] (compiled where ctx says so, or
+    ``compile``; ``mode``: torch.compile's), and its fraction of the measured matmul rate."""
     model = build()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=ctx.device.type == "cuda")
-    step = _training_step(torch.compile(model) if ctx.compile else model, opt, ids, loss_of)
+    compiled = ctx.compile if compile is None else compile
+    step = _training_step(torch.compile(model, mode=mode) if compiled else model, opt, ids, loss_of)
     try:
         tps = ids.shape[0] * (ids.shape[1] - 1) / (ctx.time_ms(step) * 1e-3)
     finally:
