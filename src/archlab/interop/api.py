@@ -23,7 +23,7 @@ import torch
 
 from archlab.config import ModelConfig
 from archlab.errors import CheckpointError
-from archlab.interop import _deps
+from archlab.interop import _deps, fp8
 from archlab.interop.base import Family, Unsupported, family, load_families
 from archlab.interop.weights import (
     build_empty, canonical_tensors, checkpoint_keys, get_tensor, install, iter_tensors, parse_size, tensor_bytes,
@@ -172,7 +172,8 @@ def from_hf(model_or_dir: Any, *, dtype: torch.dtype | None = None, device: str 
 
     Returns the model; its config is ``model.cfg``. Weights are copied (an in-memory source is
     left untouched); ``dtype`` casts floating tensors (default: keep the checkpoint's),
-    ``device`` places them.
+    ``device`` places them. Block-quantized FP8 weights (DeepSeek-V3's published checkpoints) are
+    dequantized on load, to ``dtype`` or bfloat16 (see interop/fp8.py).
     """
     if isinstance(model_or_dir, (str, os.PathLike)):
         path = Path(model_or_dir)
@@ -190,6 +191,7 @@ def from_hf(model_or_dir: Any, *, dtype: torch.dtype | None = None, device: str 
         raise TypeError(f"from_hf: expected a transformers model or a directory path, got {type(model_or_dir).__name__}")
     fam = family(getattr(hf_config, "model_type", ""))
     cfg = fam.config_from_hf(hf_config)
+    keys, source = fp8.for_loading(hf_config, keys, source, dtype)  # block-quantized FP8 weights dequantized
     model = build_empty(cfg)
     _load_rules(model, fam, source, keys, dtype=dtype, device=device)
     return _finish(model, device)
