@@ -4,14 +4,13 @@ configs: published presets read back unchanged, layer plans from Jamba's periods
 the components transformers cannot express, named."""
 from __future__ import annotations
 
-import inspect
-
 import pytest
 
 from archlab import presets
 from archlab.config import LayerPlan
 from archlab.interop import Unsupported, from_hf_config, to_hf_config
 from conformance import build_hf, check_conformance
+from hf_compat import grouped_gated_norm
 
 transformers = pytest.importorskip("transformers")
 
@@ -20,14 +19,6 @@ MAMBA = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, state_size=8, co
 JAMBA = dict(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, mamba_d_state=8, mamba_dt_rank=4, use_mamba_kernels=False, num_experts=4,
              num_experts_per_tok=2)
-
-
-def _grouped_gated_norm() -> bool:
-    """transformers before 5.2x normalised Mamba-2's gated norm over all channels on its PyTorch path;
-    mamba_ssm's kernels (and ours) normalise each group of channels on its own."""
-    from transformers.models.mamba2 import modeling_mamba2
-
-    return "group_size" in inspect.signature(modeling_mamba2.MambaRMSNormGated.__init__).parameters
 
 
 # name -> (transformers config class name, kwargs, archlab.interop family)
@@ -46,7 +37,7 @@ CASES = {
 }
 
 
-MARKS = {"mamba2_groups": pytest.mark.xfail(not _grouped_gated_norm(), strict=True,
+MARKS = {"mamba2_groups": pytest.mark.xfail(not grouped_gated_norm(), strict=True,
                                              reason="this transformers' PyTorch Mamba-2 path ignores n_groups in its gated norm")}
 
 
