@@ -64,6 +64,21 @@ def test_mamba2_mixer_triton_backend_interpreted():
     assert_mixers_agree(ref, fast, torch.randn(2, 21, 32, requires_grad=True))
 
 
+@interpreter
+def test_mamba2_triton_backend_prefills_the_cache_like_the_full_forward():
+    """Prefill through the kernels (with the cache's state in and out), then one-token steps."""
+    cfg = SSMConfig(kind="mamba2", d_state=16, head_dim=8, n_groups=2, chunk_size=16, backend="triton")
+    torch.manual_seed(0)
+    m = build_ssm_mixer(cfg, 32, layer_idx=0)
+    x = torch.randn(2, 23, 32)
+    with torch.no_grad():
+        full = m(x)
+        cache = m.new_cache(2, 23, torch.float32)
+        parts = [m(x[:, :9], cache=cache), m(x[:, 9:20], cache=cache)]
+        parts += [m(x[:, t:t + 1], cache=cache) for t in range(20, 23)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+
+
 def test_triton_backend_config_is_checked():
     with pytest.raises(ConfigError, match="ssm.backend"):
         SSMConfig(kind="mamba", backend="triton")
