@@ -3,8 +3,8 @@
 ``from_hf(model_or_dir)`` returns an archlab :class:`~archlab.model.Model`; its config is
 ``model.cfg``. A directory is read as config.json plus safetensors weights, streamed tensor by
 tensor into a model whose parameters start on the meta device; nothing is unpickled, no code
-from the directory runs and the network is never used (only ``transformers.AutoConfig.for_model``
-is called, on the parsed JSON).
+from the directory runs and the network is never used (only transformers' own config class of the
+family is called, on the parsed JSON).
 
 ``to_hf(model, out_dir)`` writes config.json and safetensors weights that
 ``transformers.AutoModelForCausalLM.from_pretrained(out_dir)`` loads to the same logits. The
@@ -62,6 +62,22 @@ def pick_family(cfg: ModelConfig, model_type: str | None = None) -> Family:
     raise Unsupported("to_hf: no transformers family that archlab.interop supports expresses this config:\n" + "\n".join(reasons))
 
 
+def _config_class(tf, model_type: str) -> type:
+    """transformers' own config class for ``model_type``.
+
+    Not ``AutoConfig.for_model``: other packages re-register model types there on import
+    (flash-linear-attention registers its own "mamba2" config), and AutoConfig then returns theirs.
+    transformers' built-in name table is left as shipped; AutoConfig is the fallback for a type it lacks.
+    """
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        cls = getattr(tf, CONFIG_MAPPING_NAMES[model_type], None)
+    except (ImportError, KeyError):
+        cls = None
+    return cls if cls is not None else type(tf.AutoConfig.for_model(model_type))
+
+
 def _fields(cls: type) -> set[str]:
     import dataclasses
 
@@ -78,7 +94,8 @@ def to_hf_config(cfg: ModelConfig, model_type: str | None = None, **overrides: A
     tf = _deps.transformers("to_hf_config")
     fam = pick_family(cfg, model_type)
     kw = fam.config_to_hf(cfg)
-    default = tf.AutoConfig.for_model(fam.model_type)
+    config_class = _config_class(tf, fam.model_type)
+    default = config_class()
     for name in TOKEN_IDS:
         value = getattr(default, name, None)
         if isinstance(value, int) and value >= cfg.vocab_size:
@@ -86,12 +103,12 @@ def to_hf_config(cfg: ModelConfig, model_type: str | None = None, **overrides: A
         elif isinstance(value, list) and any(v >= cfg.vocab_size for v in value):
             kw[name] = [v for v in value if v < cfg.vocab_size] or None
     kw.update(overrides)
-    known = _fields(type(default)) | set(fam.config_fields)
+    known = _fields(config_class) | set(fam.config_fields)
     if known:
         unknown = sorted(k for k in kw if k not in known)
         if unknown:  # transformers would store them silently and ignore them
             raise Unsupported(f"to_hf_config: transformers' {fam.model_type} config has no field {', '.join(unknown)}")
-    hf = tf.AutoConfig.for_model(fam.model_type, **kw)
+    hf = config_class(**kw)
     hf.architectures = [fam.architecture]
     return hf
 
@@ -121,7 +138,7 @@ def read_hf_config(path: Path):
     family(model_type)  # unsupported families fail before transformers is imported
     data.pop("auto_map", None)  # remote code is never run
     tf = _deps.transformers("from_hf")
-    return tf.AutoConfig.for_model(model_type, **data)
+    return _config_class(tf, model_type)(**data)
 
 
 # -- weights ---------------------------------------------------------------------------------
