@@ -58,15 +58,16 @@ def gemv_triton(x: torch.Tensor, w: torch.Tensor, *, norm_weight: torch.Tensor |
     n_out = N // 2 if swiglu else N
     x, w = x.contiguous(), w.contiguous()
     y = torch.empty(n_out, dtype=x.dtype, device=x.device)
-    # Launch shape from a sweep on an H200 at the 1.1B model's shapes (rows per program 4-32, K tile
-    # 256/512, 4/8 warps; benchmarks/gemv_gpu.py --sweep repeats it): under 16k rows (q/k/v, output,
-    # down) 4 rows, K tile 512 and 8 warps; from 16k rows (gate/up, head) 16 rows, K tile 256, 4 warps.
-    big = N >= 16384
-    rows = 16 if big else 4
+    # Weight rows per program: 16 on products of 16k rows or more, else 4 (many programs in flight);
+    # the best of a sweep on an H200 at the 1.1B model's shapes (BN 4-32, BK 256/512, 4/8 warps;
+    # benchmarks/gemv_gpu.py --sweep repeats it). The sweep's per-call winners for the plain kernel
+    # (8 warps under 16k rows, K tiles of 256 above) made the whole fused decode step slower
+    # (822 -> 734 tokens/s, benchmarks/decode_gpu.py --fused), so the shapes stay these.
+    rows = 16 if N >= 16384 else 4
     BN = rows // 2 if swiglu else rows  # SwiGLU: BN gate rows and the same BN up rows
-    BK = min(256 if big else 512, max(16, triton.next_power_of_2(K)))
+    BK = 512 if K >= 512 else max(16, triton.next_power_of_2(K))
     _gemv[(triton.cdiv(n_out, BN),)](
         x, w, y, x if norm_weight is None else norm_weight.contiguous(), x if residual is None else residual.contiguous(),
         n_out, K, float(eps), norm_weight is not None, swiglu, residual is not None, BN, BK,
-        num_warps=4 if big else 8)
+        num_warps=8 if K > 4096 else 4)
     return y
