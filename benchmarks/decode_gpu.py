@@ -4,7 +4,7 @@ Llama-style 1.1B (hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192, vocab 
 128-token prompt, 256 new tokens. Roofline tokens/s = copy bandwidth / (weight bytes + mean
 cache bytes read per step).
 
-    python benchmarks/decode_gpu.py [--out decode.md] [--compile] [--fused] [--autotune] [--profile]
+    python benchmarks/decode_gpu.py [--out decode.md] [--compile] [--unpacked] [--fused] [--autotune] [--profile]
 """
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
     ap.add_argument("--compile", action="store_true", help="also time a compiled step inside the graph")
+    ap.add_argument("--unpacked", action="store_true", help="with --compile: also time the compiled step with "
+                    "separate q/k/v and gate/up products (what packing them buys)")
     ap.add_argument("--profile", action="store_true", help="print the kernels of one decode step (eager and compiled)")
     ap.add_argument("--fused", action="store_true",
                     help="also time the fused step (archlab.decode_fused: norms, SwiGLU and residual adds inside "
@@ -93,7 +95,7 @@ def main() -> None:
 
     t = timed(lambda: archlab.generate(model, ids, NEW))
     rows.append(["archlab generate (dynamic cache, eager)", f"{NEW / t:,.0f}", f"{NEW / t / roof:.0%}"])
-    if args.compile:  # before anything packs the model's projections
+    if args.compile and args.unpacked:  # before anything packs the model's projections
         ours("archlab static cache + compiled step + CUDA graph, projections not packed", compile=True, pack=False)
     ours("archlab static cache, eager steps", use_graph=False)
     dec = ours("archlab static cache + CUDA graph")

@@ -36,12 +36,12 @@ BENCHMARKS = {
     "gemv": ("gemv_gpu.py", [], 120, True),
     "moe": ("moe_gpu.py", [], 150, True),
     "linear_attention": ("linear_attention_gpu.py", ["--forms", "triton"], 480, True),
-    "ssm": ("ssm_gpu.py", ["--rows", "transformers,ours-compiled,ours-triton-graphs"], 480, True),
+    "ssm": ("ssm_gpu.py", ["--rows", "transformers,ours-triton-graphs"], 480, True),
     "cache_memory": ("cache_memory_gpu.py", [], 120, False),
     "train_125m": ("train_gpu.py", [], 150, False),
 }
 # with --all: these arguments replace or extend the core ones
-ALL_ARGS = {"decode": ["--compile", "--fused"], "ssm": []}
+ALL_ARGS = {"decode": ["--compile", "--unpacked", "--fused"], "ssm": []}
 
 
 ORDER = ["tests", *BENCHMARKS]
