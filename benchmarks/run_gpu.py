@@ -8,9 +8,9 @@ reference. On a fresh H200 everything but linear attention took 551 s in one run
 sliding window 31, decode 123, training step 174, matrix-vector products 15, MoE 43, Mamba-2 151 before
 the run's deadline stopped its batch-4 row); linear attention adds flash-linear-attention's first-call
 autotuning, more than 8 minutes on a machine whose Triton cache lacks its kernels. Triton keeps the
-autotuning results on disk (TRITON_CACHE_AUTOTUNING, set here), so later runs on the machine should skip it (not yet measured).
-``--all`` adds the other benchmarks (cache memory, a 125M training run) and every variant row (the fused decoding
-step, each Mamba-2 compilation mode).
+autotuning results on disk (TRITON_CACHE_AUTOTUNING, set here), so later runs on the machine should
+skip it (not yet measured). ``--all`` adds the other benchmarks (cache memory, a 125M training run)
+and every variant row (the fused decoding step, each Mamba-2 compilation mode).
 
 Each benchmark runs in its own process with a time limit, so one failure or hang costs
 only its own row. Its Markdown section, with the command that made it, is written to
