@@ -20,14 +20,16 @@ def _impostor(model_type: str) -> type:
     return Impostor
 
 
-@pytest.fixture(params=["llama-3-debug", "mamba2-130m"])
+@pytest.fixture(params=[("llama-3-debug", "LlamaConfig"), ("mamba2-130m", "Mamba2Config")], ids=lambda p: p[0])
 def reregistered(request):
-    """A preset's config and its family's model type, with AutoConfig's entry for that type replaced."""
-    cfg = archlab.presets.get(request.param)
-    if request.param.startswith("mamba2"):  # a small Mamba-2 of the published layout
+    """A preset's config and transformers' own config class for it, with AutoConfig's entry for its
+    model type replaced."""
+    name, class_name = request.param
+    cfg = archlab.presets.get(name)
+    if name.startswith("mamba2"):  # a small Mamba-2 of the published layout
         cfg = cfg.replace(d_model=64, n_layers=2, vocab_size=97, **{"ssm.d_state": 16, "ssm.head_dim": 16})
     model_type = to_hf_config(cfg).model_type
-    own = CONFIG_MAPPING[model_type]
+    own = getattr(transformers, class_name)
     saved = CONFIG_MAPPING._extra_content.get(model_type)
     transformers.AutoConfig.register(model_type, _impostor(model_type), exist_ok=True)
     assert transformers.AutoConfig.for_model(model_type).__class__ is not own  # the registry really is replaced
