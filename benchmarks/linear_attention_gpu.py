@@ -7,12 +7,16 @@ and causal SDPA, forward + backward, bf16, B=4, H=16, D=128, T in {32k, 8k, 2k}.
 Prints a table (ours, reference, ratio) and writes it as Markdown to --out. Times are CUDA-event
 medians of --iters runs after --warmup runs; a row that runs out of memory or fails (a Triton
 compile or launch error included) is reported as such and the run goes on. fla is optional: without it the fla columns say "fla not installed".
+
+On a machine whose Triton cache lacks fla's kernels, their first-call autotuning takes minutes; by default
+``fla_precompile.py`` compiles them first in parallel processes (one per core, up to 16).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import importlib.metadata
+import os
 import statistics
 import sys
 import time
@@ -144,7 +148,8 @@ def write_table(args, header, rows) -> str:
     args.out.write_text(
         f"## Linear attention forward+backward (B={args.batch}, H={args.heads}, D={args.dim}, bf16 inputs)\n\n"
         f"{torch.cuda.get_device_name()} | torch {torch.__version__} | {versions} | {datetime.date.today()}\n\n"
-        f"CUDA-event median of {args.iters} runs, chunk_size={args.chunk_size}\n\n{table}\n")
+        f"CUDA-event median of {args.iters} runs, chunk_size={args.chunk_size}"
+        f"{'; ' + args.note if getattr(args, 'note', '') else ''}\n\n{table}\n")
     return table
 
 
@@ -173,6 +178,10 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--precompile-workers", type=int, default=min(16, os.cpu_count() or 1),
+                    help="processes that compile fla's autotuned kernels in parallel before the timings, "
+                    "unless an earlier run left fla's autotuning results in Triton's cache "
+                    "(benchmarks/fla_precompile.py); 0: fla compiles them one by one at its first call")
     ap.add_argument("--forms", nargs="+", default=None, help="only these of our forms (e.g. triton; the compiled "
                     "chunk form spends about 100 s compiling)")
     args = ap.parse_args()
@@ -180,6 +189,11 @@ def main() -> None:
         sys.exit("linear_attention_gpu.py needs a CUDA device")
     if not FLA:
         print(f"fla not installed ({FLA_ERROR})")
+    elif args.precompile_workers > 0:
+        from fla_precompile import precompile
+
+        args.note = precompile(args.precompile_workers, args.batch, args.heads, min(args.lengths), args.dim)
+        print(args.note, flush=True)
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, B={args.batch} H={args.heads} "
           f"D={args.dim} bf16 fwd+bwd, chunk_size={args.chunk_size}")
     header = ["op", "form", "T", "ours ms", "reference", "ref ms", "ours/ref"]
@@ -215,7 +229,7 @@ def main() -> None:
                     ms = "OOM"
                 except Exception as exc:  # noqa: BLE001 - report the row, keep going
                     traceback.print_exc(limit=2)
-                    ms = f"error: {type(exc).__name__}"
+                    ms = f"error: {type(exc).__name__}: {str(exc)[:100]}"
                 free()
                 measured[id(pair)] = ms
                 print(f"  timed in {time.time() - t0:.1f}s", file=sys.stderr)
