@@ -6,11 +6,13 @@
 By default it runs the core set: each GPU performance goal's workload with our fastest path and its
 reference. On a fresh H200 everything but linear attention took 551 s in one run (ceilings 6 s,
 sliding window 31, decode 123, training step 174, matrix-vector products 15, MoE 43, Mamba-2 151 before
-the run's deadline stopped its batch-4 row); linear attention adds flash-linear-attention's first-call
-autotuning, more than 8 minutes on a machine whose Triton cache lacks its kernels. Triton keeps the
-autotuning results on disk (TRITON_CACHE_AUTOTUNING, set here), so later runs on the machine should
-skip it (not yet measured). ``--all`` adds the other benchmarks (cache memory, a 125M training run)
-and every variant row (the fused decoding step, each Mamba-2 compilation mode).
+the run's deadline stopped its batch-4 row). Linear attention took 466 s on a fresh machine, 302 of them
+compiling flash-linear-attention's autotuned kernels in parallel processes before its first calls
+(fla_precompile.py; without that, fla's first calls alone took more than 468 s in an earlier run). So a run on a
+fresh machine takes about 17 minutes. Triton keeps the compiled kernels and the autotuning results on disk
+(TRITON_CACHE_AUTOTUNING, set here), so later runs on the machine skip both (not yet timed as a whole).
+``--all`` adds the other benchmarks (cache memory, a 125M training run) and every variant row (the fused
+decoding step, each Mamba-2 compilation mode).
 
 Each benchmark runs in its own process with a time limit, so one failure or hang costs
 only its own row. Its Markdown section, with the command that made it, is written to
@@ -37,8 +39,7 @@ BENCHMARKS = {
     "gemv": ("gemv_gpu.py", [], 120, True),
     "moe": ("moe_gpu.py", [], 150, True),
     "ssm": ("ssm_gpu.py", ["--rows", "transformers,ours-triton-graphs"], 480, True),
-    # fla's first-call autotuning on a machine whose Triton cache lacks its kernels took more than 480 s
-    # (108 s for chunk_linear_attn, over 360 s for chunk_gla), hence the long limit;
+    # 466 s on a fresh machine (302 s compiling fla's kernels in parallel first), hence the long limit;
     # last of the core set, so a --deadline cuts it rather than the others
     "linear_attention": ("linear_attention_gpu.py", ["--forms", "triton"], 1200, True),
     "cache_memory": ("cache_memory_gpu.py", [], 120, False),
