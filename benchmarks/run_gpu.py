@@ -14,15 +14,17 @@ fresh machine takes about 17 minutes. Triton keeps the compiled kernels and the 
 ``--all`` adds the other benchmarks (cache memory, a 125M training run) and every variant row (the fused
 decoding step, each Mamba-2 compilation mode).
 
-Each benchmark runs in its own process with a time limit, so one failure or hang costs
-only its own row. Its Markdown section, with the command that made it, is written to
-DIR/results/NAME.md; DIR/RESULTS.md is then assembled from every section there, in the order
-below, so a partial run (``--only``) replaces its own sections and keeps the others.
+Each benchmark runs in its own process group with a time limit, so one failure or hang costs only
+its own row: past the limit, or when this script is interrupted or terminated, the whole group is
+killed, with whatever the benchmark started. Its Markdown section, with the command that made it, is
+written to DIR/results/NAME.md; DIR/RESULTS.md is then assembled from every section there, in the
+order below, so a partial run (``--only``) replaces its own sections and keeps the others.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,6 +76,36 @@ def _save(out: Path, name: str, text: str) -> None:
     tmp.replace(res / f"{name}.md")
 
 
+def run_group(cmd: list[str], *, env: dict, cwd: Path, timeout: float) -> tuple[int | None, str]:
+    """Run cmd in its own process group; (exit code, or None when it ran past timeout, and its output).
+    Past the timeout, or when this process is interrupted or terminated (see main), the whole group is
+    killed, so processes the benchmark started (compile workers, say) cannot go on sharing the GPU with
+    the next benchmark, nor hold its output pipe open."""
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+
+    def kill_group():
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    except subprocess.TimeoutExpired:
+        kill_group()
+        out, _ = p.communicate()
+        return None, out
+    except BaseException:  # Ctrl-C, or SIGTERM turned into SystemExit: the group goes with us
+        kill_group()
+        raise
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (from ``timeout``, a job scheduler) into SystemExit, so run_group kills its group."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", default=str(HERE))
@@ -87,6 +119,7 @@ def main() -> int:
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=ARGS",
                     help="more arguments for one benchmark, e.g. --extra 'moe=--profile'")
     args = ap.parse_args()
+    exit_on_sigterm()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.assemble:
@@ -111,11 +144,13 @@ def main() -> int:
              f"torch {torch.__version__}")
     if args.tests:
         t = time.time()
-        r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(HERE.parent / "tests")],
-                           env=env, capture_output=True, text=True, timeout=min(600, max(30, left() - 60)))
-        tail = "\n".join(r.stdout.strip().splitlines()[-15:])
-        print(r.stdout[-6000:], r.stderr[-2000:], flush=True)
-        _save(out, "tests", f"## GPU tests\n\n`python -m pytest -m gpu tests` -- {stamp}, {time.time() - t:.0f} s\n\n"
+        limit = min(600, max(30, left() - 60))
+        code, log = run_group([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                               str(HERE.parent / "tests")], env=env, cwd=HERE.parent, timeout=limit)
+        tail = "\n".join(log.strip().splitlines()[-15:])
+        print(log[-8000:], flush=True)
+        took = f"timed out after {limit:.0f} s" if code is None else f"{time.time() - t:.0f} s"
+        _save(out, "tests", f"## GPU tests\n\n`python -m pytest -m gpu tests` -- {stamp}, {took}\n\n"
                             f"```\n{tail}\n```\n")
     for name, (script, extra, limit, core) in BENCHMARKS.items():
         if (only and name not in only) or name in skip or not (HERE / script).exists():
@@ -134,13 +169,8 @@ def main() -> int:
         cmd = [sys.executable, str(HERE / script), "--out", str(md), *extra]
         print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
         t = time.time()
-        try:
-            r = subprocess.run(cmd, env=env, cwd=HERE, timeout=limit, capture_output=True, text=True)
-            status = "ok" if r.returncode == 0 else f"exit {r.returncode}"
-            log = r.stdout + r.stderr
-        except subprocess.TimeoutExpired as e:
-            text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
-            status, log = f"timed out after {limit:.0f} s", text(e.stdout) + text(e.stderr)
+        code, log = run_group(cmd, env=env, cwd=HERE, timeout=limit)
+        status = f"timed out after {limit:.0f} s" if code is None else "ok" if code == 0 else f"exit {code}"
         print(log[-3000:], flush=True)
         (out / f"{name}.log").write_text(log)  # the whole output (profiles, tracebacks)
         body = md.read_text() if md.exists() else f"## {name}\n\n(no table: {status})\n\n```\n{log[-1500:]}\n```\n"
