@@ -229,7 +229,8 @@ def main() -> None:
                     ms = "OOM"
                 except Exception as exc:  # noqa: BLE001 - report the row, keep going
                     traceback.print_exc(limit=2)
-                    ms = f"error: {type(exc).__name__}: {str(exc)[:100]}"
+                    why = " ".join(str(exc).split())[:100].replace("|", "/")  # one line, no table pipes
+                    ms = f"error: {type(exc).__name__}: {why}"
                 free()
                 measured[id(pair)] = ms
                 print(f"  timed in {time.time() - t0:.1f}s", file=sys.stderr)
