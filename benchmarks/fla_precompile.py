@@ -5,12 +5,14 @@ compiling each of its configs one after another in one process: 108 s for ``chun
 over 360 s for ``chunk_gla`` on an H200. The compiled kernels land in Triton's disk cache, so the
 benchmark's own first call, which still autotunes every config on a quiet GPU, then only loads them.
 
-Each worker process takes every Pth config index: in round i it makes every autotuned kernel run its
-i-th config alone, once, untimed, on the benchmark's shapes at its shortest length (no fla kernel or
-heuristic in these ops depends on the length; the batch, head count and head size are compile-time
-constants of some). A config that fails to launch (too much shared memory, say) is left out, as the
-autotuner's own timing leaves it out; an op that fla itself refuses is skipped. Workers write no
-autotuning results; only compiled kernels are shared.
+Each worker process takes every Pth config index: in round i it makes every autotuned kernel compile
+its i-th config alone (of those the autotuner's own pruning keeps), on the benchmark's shapes at its
+shortest length (no fla kernel or heuristic in these ops depends on the length; the batch, head count
+and head size are compile-time constants of some). The autotuned kernels are compiled, not launched
+(Triton's warm-up mode), so the workers time nothing and hardly use the GPU: they can run beside other
+benchmarks. A config that fails to compile is left out, as the autotuner's own timing leaves it out;
+an op that fla itself refuses is skipped. Workers write no autotuning results; only compiled kernels
+are shared.
 
 When Triton's cache already holds fla's autotuning results for these kernels (an earlier run on the
 machine), there is nothing to gain and the workers are not started.
@@ -50,8 +52,10 @@ def autotuners(prefix: str = "fla."):
 
 
 def compile_rounds(ops, tuners, index: int, workers: int, log=print) -> int:
-    """Run every op once per config round index, index + workers, ...: each of the tuners runs its
-    round-th config (of those its own pruning keeps) alone and untimed. Returns how many op runs passed."""
+    """Run every op once per config round index, index + workers, ...: each of the tuners compiles its
+    round-th config (of those its own pruning keeps) alone, without launching or timing it (the op's
+    other kernels run as usual; the tuned kernels' outputs are left unwritten). Returns how many op
+    runs passed."""
     from triton.compiler.errors import CompileTimeAssertionFailure
     from triton.runtime.errors import OutOfResources, PTXASError
 
@@ -69,10 +73,15 @@ def compile_rounds(ops, tuners, index: int, workers: int, log=print) -> int:
             state["picked"] = keep[state["round"] % len(keep)]
             return [state["picked"]]
 
-        def bench(*args, config, **meta):  # where a one-config autotune still times it (older Triton): run once
+        def bench(*args, config, **meta):  # where a one-config autotune still times it (older Triton): compile
             tuner.fn.run(*args, **dict(meta, **config.all_kwargs()))
             return [0.0, 0.0, 0.0]
-        tuner.prune_configs, tuner._bench = prune_configs, bench
+
+        run = tuner.run
+
+        def compile_only(*args, **kwargs):  # Triton's warm-up mode: compile the config, launch nothing
+            return run(*args, **dict(kwargs, warmup=True))
+        tuner.prune_configs, tuner._bench, tuner.run = prune_configs, bench, compile_only
 
     for t in tuners:
         patch(t)
@@ -89,7 +98,7 @@ def compile_rounds(ops, tuners, index: int, workers: int, log=print) -> int:
                         torch.cuda.synchronize()
                     ran += 1
                     break
-                except config_errors as exc:  # this config cannot launch: drop it, run the op again
+                except config_errors as exc:  # this config cannot compile: drop it, run the op again
                     if state["last"] is None or state["picked"] in bad[id(state["last"])]:
                         raise
                     log(f"round {i}: {state['last'].base_fn.__name__} {state['picked']}: {type(exc).__name__}")
@@ -102,7 +111,9 @@ def compile_rounds(ops, tuners, index: int, workers: int, log=print) -> int:
 
 
 def fla_ops(B, H, T, D):
-    """fla's three ops, forward + backward, on the benchmark's inputs ([B, T, H, D] layout)."""
+    """fla's three ops on the benchmark's inputs ([B, T, H, D] layout): each forward alone, then
+    forward + backward (so that an op whose backward fla refuses still has every forward config
+    compiled: the benchmark calls its forward)."""
     from fla.ops.gla import chunk_gla
     from fla.ops.linear_attn import chunk_linear_attn
     from fla.ops.simple_gla import chunk_simple_gla
@@ -111,18 +122,22 @@ def fla_ops(B, H, T, D):
         x = torch.randn(shape, device="cuda", dtype=torch.bfloat16)
         return (x if fn is None else fn(x)).detach().requires_grad_(True)
 
+    def forward(fn, *inputs):
+        with torch.no_grad():
+            fn(*inputs)
+
     def step(fn, *inputs):
         out = fn(*inputs)[0]
         out.backward(torch.ones_like(out))
 
     bthd = (B, T, H, D)
-    return [
-        lambda: step(lambda q, k, v: chunk_linear_attn(q, k, v, normalize=False), make(bthd), make(bthd), make(bthd)),
-        lambda: step(chunk_gla, make(bthd), make(bthd), make(bthd),
-                     make(bthd, lambda x: F.logsigmoid(x.float()).div(16).to(torch.bfloat16))),
-        lambda: step(chunk_simple_gla, make(bthd), make(bthd), make(bthd),
-                     make((B, T, H), lambda x: F.logsigmoid(x.float()).div(16))),
-    ]
+    la = lambda: (lambda q, k, v: chunk_linear_attn(q, k, v, normalize=False),  # noqa: E731
+                  make(bthd), make(bthd), make(bthd))
+    gla = lambda: (chunk_gla, make(bthd), make(bthd), make(bthd),  # noqa: E731
+                   make(bthd, lambda x: F.logsigmoid(x.float()).div(16).to(torch.bfloat16)))
+    sgla = lambda: (chunk_simple_gla, make(bthd), make(bthd), make(bthd),  # noqa: E731
+                    make((B, T, H), lambda x: F.logsigmoid(x.float()).div(16)))
+    return [(lambda run=run, args=args: run(*args())) for args in (la, gla, sgla) for run in (forward, step)]
 
 
 def tuned_before(tuners, cache_dir: str | Path | None = None) -> bool:
