@@ -10,6 +10,8 @@ compile or launch error included) is reported as such and the run goes on. fla i
 
 On a machine whose Triton cache lacks fla's kernels, their first-call autotuning takes minutes; by default
 ``fla_precompile.py`` compiles them first in parallel processes (one per core, up to 16).
+``--precompile-only`` does that and compiles our own kernels (one untimed call of each op at the
+shortest length), then exits: ``run_gpu.py`` runs it in the background while other benchmarks run.
 """
 from __future__ import annotations
 
@@ -137,6 +139,22 @@ def agreement(B, H, T, D, chunk_size) -> list[list[str]]:
     return rows
 
 
+def compile_ours(B, H, T, D, chunk_size, forms=FORMS[:1]) -> str:
+    """Run each of our ops once, forward + backward, in each of forms: Triton compiles their kernels
+    into its disk cache (our kernels are not autotuned, and none is specialised on the length), so
+    the timed run only loads them. A one-line summary."""
+    t0 = time.time()
+    done = []
+    for name, form, (fn, inputs), _, _ in cases(B, H, T, D, chunk_size):
+        if form not in forms or (name, form) in done:
+            continue
+        out = fn(*inputs)
+        out.backward(torch.ones_like(out))
+        done.append((name, form))
+    torch.cuda.synchronize()
+    return f"our kernels compiled ({', '.join(n for n, _ in done)}; {', '.join(forms)}) in {time.time() - t0:.0f} s"
+
+
 def write_table(args, header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -168,7 +186,7 @@ def fmt(x):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="Markdown file to write the table to")
+    ap.add_argument("--out", type=Path, help="Markdown file to write the table to")
     # the goal's length first: a run cut short by its time limit (flash-linear-attention's first-call
     # autotuning can take minutes) keeps the rows that matter most
     ap.add_argument("--lengths", type=int, nargs="+", default=[32768, 8192, 2048])
@@ -184,16 +202,27 @@ def main() -> None:
                     "(benchmarks/fla_precompile.py); 0: fla compiles them one by one at its first call")
     ap.add_argument("--forms", nargs="+", default=None, help="only these of our forms (e.g. triton; the compiled "
                     "chunk form spends about 100 s compiling)")
+    ap.add_argument("--precompile-only", action="store_true", help="compile fla's kernels (with "
+                    "--precompile-workers processes) and ours (the Triton form) at the shortest length, time "
+                    "nothing, and exit; --out is then not needed")
+    ap.add_argument("--note", default="", help="a line for the table's header (e.g. how the kernels were compiled)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("linear_attention_gpu.py needs a CUDA device")
+    if args.out is None and not args.precompile_only:
+        ap.error("--out is required (unless --precompile-only)")
+    notes = [args.note] if args.note else []
     if not FLA:
         print(f"fla not installed ({FLA_ERROR})")
     elif args.precompile_workers > 0:
         from fla_precompile import precompile
 
-        args.note = precompile(args.precompile_workers, args.batch, args.heads, min(args.lengths), args.dim)
-        print(args.note, flush=True)
+        notes.append(precompile(args.precompile_workers, args.batch, args.heads, min(args.lengths), args.dim))
+        print(notes[-1], flush=True)
+    if args.precompile_only:
+        print(compile_ours(args.batch, args.heads, min(args.lengths), args.dim, args.chunk_size), flush=True)
+        return
+    args.note = "; ".join(notes)
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, B={args.batch} H={args.heads} "
           f"D={args.dim} bf16 fwd+bwd, chunk_size={args.chunk_size}")
     header = ["op", "form", "T", "ours ms", "reference", "ref ms", "ours/ref"]
