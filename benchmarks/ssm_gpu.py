@@ -11,12 +11,15 @@ of memory or fails is reported as such and the next row still runs.
 
     python benchmarks/ssm_gpu.py --out ssm_gpu.md
     python benchmarks/ssm_gpu.py --kinds mamba2,mamba --batches 1 --rows ours,ours-compiled
+    python benchmarks/ssm_gpu.py --rows transformers,ours-triton-graphs@1,ours-triton-compiled@4
 
 Rows: transformers; ours (the chunked SSD in PyTorch ops, eager); ours-compiled (each block
 compiled); ours-triton, ours-triton-compiled (Mamba-2's SSD in the Triton kernels of
 ops/ssd/triton.py, chunk 64); a "-graphs" suffix instead of "-compiled" compiles the model whole
 with mode="reduce-overhead" (CUDA graphs: at batch 1 the step is otherwise partly bound by the
-host's launch rate). --trace DIR writes a Chrome trace of two steps of each of our rows.
+host's launch rate). A row named ROW@B runs at batch B only. --trace DIR writes a Chrome trace of
+two steps of each of our rows. The transformers rows take --ref-steps after --ref-warmup (their
+steps of about 2 s vary by under 0.1%).
 
 Shapes: B batch, T time, C model width, V vocabulary.
 """
@@ -118,7 +121,7 @@ def _build(row: str, kind: str, a):
                 block.compile()
         elif row.endswith("-graphs"):
             fwd = torch.compile(model, mode="reduce-overhead")
-    return model.cuda(), fwd
+    return model, fwd
 
 
 def _model_flops_per_token(kind: str, a) -> float:
@@ -130,7 +133,9 @@ def _model_flops_per_token(kind: str, a) -> float:
 def run_row(row: str, kind: str, batch: int, a) -> dict:
     model = opt = None
     try:
-        model, fwd = _build(row, kind, a)
+        with torch.device("cuda"):  # initialised on the GPU (on the CPU: tens of seconds at this size)
+            model, fwd = _build(row, kind, a)
+        warmup, steps = (a.ref_warmup, a.ref_steps) if row == "transformers" else (a.warmup, a.steps)
         n_params = sum(p.numel() for p in model.parameters())
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         ids = torch.randint(0, a.vocab, (batch, a.seq + 1), device="cuda")
@@ -145,13 +150,13 @@ def run_row(row: str, kind: str, batch: int, a) -> dict:
             return loss
 
         t0 = time.perf_counter()
-        for _ in range(a.warmup):
+        for _ in range(warmup):
             loss = step()
         torch.cuda.synchronize()
         warm_s = time.perf_counter() - t0
         torch.cuda.reset_peak_memory_stats()
         times = []
-        for _ in range(a.steps):
+        for _ in range(steps):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             loss = step()
@@ -242,6 +247,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=None, help="our chunk size (default: the config's)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--ref-warmup", type=int, default=1, help="warm-up steps of the transformers rows")
+    ap.add_argument("--ref-steps", type=int, default=3, help="timed steps of the transformers rows")
     ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
     ap.add_argument("--check", action="store_true", help="first compare the chunked ops with the reference on the GPU")
     ap.add_argument("--profile", action="store_true", help="print the kernels of two steps of each of our rows")
@@ -254,10 +261,18 @@ def main() -> None:
         os.makedirs(a.trace, exist_ok=True)
     if a.check:
         check_ops()
+    rows = []  # (row, the one batch it runs at, or None)
+    for item in a.rows.split(","):
+        row, at, only = item.partition("@")
+        if at and not only.isdigit():
+            ap.error(f"--rows: {item!r}: after '@' a batch size is expected (e.g. ours-triton-compiled@4)")
+        rows.append((row, int(only) if at else None))
     results = []
     for kind in a.kinds.split(","):
         for batch in map(int, a.batches.split(",")):
-            for row in a.rows.split(","):
+            for row, only in rows:
+                if only is not None and only != batch:
+                    continue
                 r = run_row(row, kind, batch, a)
                 print(r, flush=True)
                 results.append(r)
@@ -275,7 +290,8 @@ def write_atomic(path: str, text: str) -> None:
 
 def table(results: list[dict], a) -> str:
     head = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}; hidden {a.d_model}, {a.layers} layers, "
-            f"T={a.seq}, vocab {a.vocab}; bf16 autocast, AdamW; median of {a.steps} steps after {a.warmup}\n")
+            f"T={a.seq}, vocab {a.vocab}; bf16 autocast, AdamW; median of {a.steps} steps after {a.warmup} "
+            f"(transformers: {a.ref_steps} after {a.ref_warmup})\n")
     lines = [head, "| kind | batch | implementation | params (M) | step (ms) | tokens/s | peak GiB | reserved GiB | model TFLOP/s | vs transformers | warm-up s |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:

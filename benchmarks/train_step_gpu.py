@@ -78,7 +78,8 @@ def main() -> None:
                          attn_implementation="sdpa")
     for c in variants:
         torch.manual_seed(0)
-        hf = LlamaForCausalLM(hf_cfg).to("cuda", torch.bfloat16)
+        with torch.device("cuda"):  # initialised on the GPU (on the CPU: tens of seconds at this size)
+            hf = LlamaForCausalLM(hf_cfg).to(torch.bfloat16)
         theirs[c] = run(f"transformers{' compiled' if c else ''}", hf, hf_loss, c)
         del hf
     text = (f"{device_line()}\n\nbatch {B} x {T}, bf16 weights, fused AdamW; {flops_tok / 1e9:.2f} GFLOP/token "
